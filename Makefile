@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make book   -> set up, execute the notebooks with papermill, build the HTML book
+#   make test   -> set up, run the unit tests and execute every notebook under nbval (smoke profile)
+# Options: make book PROFILE=smoke|laptop|full|auto DEVICE=auto|cpu|cuda ONLY="01_inference"
+
+PROFILE ?= auto
+DEVICE ?= auto
+ONLY ?=
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: book test setup notebooks html clean-book
+
+setup:
+	@bash tools/bootstrap.sh
+
+notebooks: setup
+	$(VENV)/bin/rni-run --profile $(PROFILE) --device $(DEVICE) $(if $(ONLY),--only $(ONLY),)
+
+html: setup
+	@bash tools/fetch_mathjax.sh
+	$(VENV)/bin/jupyter-book build book/
+	@echo "The book is at book/_build/html/index.html"
+
+book: notebooks html
+
+test: setup
+	RNI_PROFILE=smoke RNI_OFFLINE=1 MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
+
+clean-book:
+	rm -rf book/_build book/notebooks

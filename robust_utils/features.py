@@ -1,0 +1,59 @@
+"""Penultimate features and 2-D views of the learned manifold.
+
+The slides visualise real data manifolds with Isomap: here we embed the penultimate features
+of the classifier for clean test images and novel images together, so a reader can see where
+novel data land relative to the training distribution.
+
+Taught in Part 1, section "A manifold view".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_images, check_positive_int
+
+__all__ = ["extract_features", "embed_2d", "EMBEDDINGS"]
+
+EMBEDDINGS = ("isomap", "tsne", "pca")
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Penultimate-layer features ``model.features(x)`` in eval mode, batched; returns (N, D) on CPU."""
+    if not hasattr(model, "features"):
+        raise TypeError(f"{type(model).__name__} has no .features(x) method; use a model from "
+                        "robust_utils.models.")
+    check_images(x, "x", value_range=None)
+    check_positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        out = [model.features(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def embed_2d(features, method: str = "isomap", *, n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
+    """Embed (N, D) features in 2-D with Isomap, t-SNE or PCA (scikit-learn); returns (N, 2)."""
+    check_choice(method, "embedding method", EMBEDDINGS)
+    f = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    if f.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {f.shape}.")
+    n = f.shape[0]
+    if n < 3:
+        raise ValueError(f"need at least 3 points to embed, got {n}.")
+    check_positive_int(n_neighbors, "n_neighbors")
+    f = f.astype(np.float64)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+        return PCA(n_components=2, random_state=seed).fit_transform(f)
+    if method == "isomap":
+        from sklearn.manifold import Isomap
+        return Isomap(n_neighbors=min(n_neighbors, n - 1), n_components=2).fit_transform(f)
+    from sklearn.manifold import TSNE
+    return TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca",
+                random_state=seed).fit_transform(f)

@@ -1,0 +1,264 @@
+"""Gradients at inference: per-sample gradients, Fisher information and gradient "surprise".
+
+At inference there is one image and no label. Backpropagating a loss between the network's
+output and a label *we choose* (the prediction, a label sampled from the predictive
+distribution, or any other class) still gives a gradient, and that gradient measures how much
+the network would have to change to accommodate the image: its "surprise". The Fisher
+information of the parameters is the covariance of these gradients,
+
+.. math::  I(\\theta) = \\mathrm{Var}\\big(\\nabla_\\theta \\ell(\\theta \\mid x)\\big)
+           = \\mathbb{E}\\big[U_\\theta U_\\theta^\\top\\big],
+           \\qquad U_\\theta = \\nabla_\\theta \\log p_\\theta(y \\mid x),
+
+(the second form because the score :math:`U_\\theta` has zero mean when :math:`y` is drawn from
+the model). Everything here is vectorised over the batch with :mod:`torch.func` (``vmap`` of
+``grad``): one call, no Python loop over images.
+
+Taught in Part 1, section "Gradients at inference".
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from ._checks import check_choice, check_images, check_labels, check_positive_int
+
+__all__ = [
+    "LABEL_MODES",
+    "per_sample_gradients",
+    "flatten_gradients",
+    "gradient_norms",
+    "layer_gradient_norms",
+    "empirical_fisher",
+    "score_mean",
+    "loss_along_gradient",
+    "gradient_descent_path",
+]
+
+LABEL_MODES = ("predicted", "sampled", "given")
+
+
+def _check_eval(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if model.training:
+        raise RuntimeError("the model is in training mode (dropout and batch-norm statistics would make "
+                           "gradients random); call model.eval() before computing gradients at inference.")
+
+
+def _resolve_params(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
+    names = [n for n, _ in model.named_parameters()]
+    if params is None:
+        head = getattr(model, "head", None)
+        if isinstance(head, nn.Linear):
+            return [n for n in names if n.startswith("head.")]
+        params = "all"
+    if params == "all":
+        return names
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    unknown = [p for p in params if p not in names]
+    if unknown:
+        raise ValueError(f"unknown parameter name(s) {unknown}; valid names are: {', '.join(names)}.")
+    if not params:
+        raise ValueError("params is empty; name at least one parameter, or pass 'all'.")
+    return params
+
+
+def _labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, mode: str,
+            generator: torch.Generator | None) -> torch.Tensor:
+    check_choice(mode, "label mode", LABEL_MODES)
+    if mode == "given":
+        if y is None:
+            raise ValueError("label mode 'given' needs labels y; pass y=..., or use mode='predicted'.")
+        return y.to(x.device)
+    if y is not None:
+        raise ValueError(f"labels were passed but label mode is {mode!r}; use mode='given' to use them.")
+    with torch.no_grad():
+        logits = model(x)
+    if mode == "predicted":
+        return logits.argmax(1)
+    probs = logits.softmax(1)
+    if generator is not None and generator.device != probs.device:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(x.device)
+
+
+def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                         mode: str = "predicted", params: str | Sequence[str] | None = None,
+                         generator: torch.Generator | None = None,
+                         chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Gradient of the cross-entropy loss of every image, w.r.t. chosen parameters.
+
+    Parameters
+    ----------
+    model: a classifier in eval mode returning logits.
+    x: images (N, C, H, W) in [0, 1].
+    y: labels, only with ``mode="given"``.
+    mode: which label the loss uses: ``"predicted"`` (argmax: the label available at
+        inference), ``"sampled"`` (drawn from the softmax: gives the true Fisher information),
+        or ``"given"`` (ground truth: the empirical Fisher of training).
+    params: parameter names; default the final linear layer ``head`` (or all parameters when the
+        model has no ``head``); ``"all"`` for every parameter.
+    chunk_size: passed to ``vmap`` to bound memory on large batches.
+
+    Returns
+    -------
+    dict name -> tensor of shape (N, *param.shape): ``U_theta`` of each image is
+    ``-grad`` of the log-likelihood, i.e. the gradient of the loss.
+    """
+    _check_eval(model)
+    check_images(x, "x", value_range=None)
+    if y is not None:
+        check_labels(y, n=x.shape[0], name="y")
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
+    names = _resolve_params(model, params)
+    labels = _labels(model, x, y, mode, generator)
+    all_params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    chosen = {n: all_params[n] for n in names}
+    fixed = {n: p for n, p in all_params.items() if n not in chosen}
+
+    def loss_one(p: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, ({**fixed, **p}, buffers), (xi.unsqueeze(0),))
+        return F.cross_entropy(out, yi.unsqueeze(0))
+
+    return vmap(grad(loss_one), in_dims=(None, 0, 0), chunk_size=chunk_size)(chosen, x, labels)
+
+
+def flatten_gradients(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Concatenate a dict of per-sample gradients into one (N, P) matrix."""
+    if not isinstance(grads, dict) or not grads:
+        raise ValueError("grads must be a non-empty dict name -> (N, ...) tensor, "
+                         "as returned by per_sample_gradients.")
+    ns = {g.shape[0] for g in grads.values()}
+    if len(ns) != 1:
+        raise ValueError(f"all gradients must share the batch size, got {sorted(ns)}.")
+    return torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
+
+
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                   mode: str = "predicted", params: str | Sequence[str] | None = None,
+                   batch_size: int = 512, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The L2 norm of each image's loss gradient: the network's "surprise" at the image.
+
+    Large when the network would need a large update to explain the image with the label it
+    predicts, which is what novel inputs tend to cause. Returns a (N,) tensor.
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
+    check_positive_int(batch_size, "batch_size")
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        yi = None if y is None else y[i:i + batch_size]
+        g = per_sample_gradients(model, x[i:i + batch_size], yi, mode=mode, params=params,
+                                 generator=generator)
+        out.append(flatten_gradients(g).norm(dim=1))
+    return torch.cat(out)
+
+
+def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                         mode: str = "predicted", batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Squared L2 norm of each parameter tensor's per-sample gradient: name -> (N,)."""
+    check_positive_int(batch_size, "batch_size")
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, x.shape[0], batch_size):
+        yi = None if y is None else y[i:i + batch_size]
+        g = per_sample_gradients(model, x[i:i + batch_size], yi, mode=mode, params="all")
+        for n, t in g.items():
+            parts.setdefault(n, []).append(t.reshape(t.shape[0], -1).pow(2).sum(1))
+    return {n: torch.cat(v) for n, v in parts.items()}
+
+
+def empirical_fisher(u: torch.Tensor, centered: bool = False) -> torch.Tensor:
+    """Fisher information estimate from per-sample gradients ``u`` of shape (N, P).
+
+    ``E[U U^T] = u.T @ u / N``. With ``centered=True`` the sample covariance ``Var(U)`` is
+    returned instead; the two agree when the score has zero mean (labels sampled from the
+    model), which is the identity the slides use.
+    """
+    if not isinstance(u, torch.Tensor) or u.dim() != 2:
+        raise ValueError(f"u must be a (N, P) tensor of flattened per-sample gradients, got "
+                         f"{getattr(u, 'shape', type(u).__name__)}; use flatten_gradients(...) first.")
+    n = u.shape[0]
+    if n < (2 if centered else 1):
+        raise ValueError(f"need at least {2 if centered else 1} gradient(s) to estimate the Fisher "
+                         f"information, got {n}.")
+    if centered:
+        u = u - u.mean(0, keepdim=True)
+        return u.T @ u / (n - 1)
+    return u.T @ u / n
+
+
+def score_mean(u: torch.Tensor) -> torch.Tensor:
+    """Mean per-sample gradient (N, P) -> (P,): near zero for labels sampled from the model."""
+    if not isinstance(u, torch.Tensor) or u.dim() != 2 or u.shape[0] == 0:
+        raise ValueError("u must be a non-empty (N, P) tensor of flattened per-sample gradients.")
+    return u.mean(0)
+
+
+def loss_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                        alphas, params: str | Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """How far does the gradient's local information reach?
+
+    For a batch ``x`` (labels ``y``, default the predictions), move the chosen parameters along
+    the negative gradient of the mean loss, ``theta - alpha * g``, and return the true loss
+    at each ``alpha`` next to the first-order prediction ``L(theta) - alpha * ||g||^2``. The two
+    agree for small ``alpha`` and part ways further out: the gradient is *local* information.
+    The model itself is not modified. Returns a dict with ``alpha``, ``loss`` and ``linear``.
+    Taught in Part 1, section "Gradients at inference".
+    """
+    _check_eval(model)
+    check_images(x, "x", value_range=None)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if alphas.numel() == 0 or (alphas < 0).any():
+        raise ValueError("alphas must be a non-empty sequence of non-negative step sizes.")
+    names = _resolve_params(model, params)
+    if y is None:
+        with torch.no_grad():
+            y = model(x).argmax(1)
+    check_labels(y, n=x.shape[0], name="y")
+    all_params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def loss_at(p: dict) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, ({**all_params, **p}, buffers), (x,)), y)
+
+    theta = {n: all_params[n] for n in names}
+    g = grad(loss_at)(theta)
+    g2 = sum(float(v.pow(2).sum()) for v in g.values())
+    with torch.no_grad():
+        base = float(loss_at(theta))
+        losses = [float(loss_at({n: theta[n] - float(a) * g[n] for n in names})) for a in alphas]
+    return {"alpha": alphas, "loss": torch.tensor(losses, dtype=torch.float64),
+            "linear": base - alphas * g2}
+
+
+def gradient_descent_path(f: Callable[[torch.Tensor], torch.Tensor], start: Iterable[float], *,
+                          lr: float = 0.1, steps: int = 50) -> torch.Tensor:
+    """Follow the negative gradient of a scalar function of a 2-D point.
+
+    Returns the (steps + 1, 2) path, starting at ``start``. Used for the book's illustration
+    that the negative gradient is a descent direction known from local information alone.
+    """
+    check_positive_int(steps, "steps")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}.")
+    p = torch.tensor(list(start), dtype=torch.float64)
+    if p.shape != (2,):
+        raise ValueError(f"start must be a 2-D point (two numbers), got {list(start)}.")
+    path = [p.clone()]
+    for _ in range(steps):
+        p = p.detach().requires_grad_(True)
+        value = f(p)
+        if value.dim() != 0:
+            raise ValueError("f must return a scalar tensor.")
+        (g,) = torch.autograd.grad(value, p)
+        p = p - lr * g
+        path.append(p.detach().clone())
+    return torch.stack(path)

@@ -1,0 +1,127 @@
+"""Metrics shared by the chapters: accuracy, confidence, and detection scores.
+
+Detection metrics follow one convention: ``scores`` are higher for the *positive* class (the
+novel / anomalous / adversarial input), ``labels`` are 1 for positives and 0 for negatives.
+Results agree with scikit-learn's ``roc_auc_score`` and ``average_precision_score`` (tested).
+
+Taught in Part 1, section "Gradient surprise on novel data", and reused in Part 3.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._checks import check_fraction, check_probabilities
+
+__all__ = [
+    "accuracy",
+    "max_softmax",
+    "predictive_entropy",
+    "auroc",
+    "aupr",
+    "fpr_at_tpr",
+    "detection_scores",
+]
+
+
+def _as_numpy_1d(v, name: str) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    v = np.asarray(v)
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {v.shape}.")
+    if v.size == 0:
+        raise ValueError(f"{name} is empty.")
+    return v
+
+
+def _check_detection(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    s = _as_numpy_1d(scores, "scores").astype(np.float64)
+    y = _as_numpy_1d(labels, "labels")
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same length, got {s.size} and {y.size}.")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values.")
+    uniq = set(np.unique(y).tolist())
+    if not uniq <= {0, 1, True, False}:
+        raise ValueError(f"labels must be 0 (negative) or 1 (positive), got values {sorted(uniq)}.")
+    y = y.astype(np.int64)
+    if y.min() == y.max():
+        raise ValueError("labels contain a single class; detection metrics need both positives (1) "
+                         "and negatives (0).")
+    return s, y
+
+
+def accuracy(pred, labels) -> float:
+    """Fraction of correct predictions. ``pred`` is labels (N,) or logits/probabilities (N, C)."""
+    if isinstance(pred, torch.Tensor) and pred.dim() == 2:
+        pred = pred.argmax(1)
+    p = _as_numpy_1d(pred, "pred")
+    y = _as_numpy_1d(labels, "labels")
+    if p.shape != y.shape:
+        raise ValueError(f"pred and labels must have the same length, got {p.size} and {y.size}.")
+    return float((p == y).mean())
+
+
+def max_softmax(probs: torch.Tensor) -> torch.Tensor:
+    """Confidence = largest class probability of each row, (N, C) -> (N,)."""
+    check_probabilities(probs, "probs")
+    return probs.max(-1).values
+
+
+def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of each probability vector, (N, C) -> (N,); 0 log 0 = 0."""
+    check_probabilities(probs, "probs")
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve, via the Mann-Whitney rank statistic (ties get average ranks).
+
+    0.5 is chance; 1.0 means every positive scores above every negative.
+    """
+    s, y = _check_detection(scores, labels)
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def aupr(scores, labels) -> float:
+    """Area under the precision-recall curve as average precision (scikit-learn's definition)."""
+    s, y = _check_detection(scores, labels)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    # group tied scores: precision/recall are evaluated at the end of each tie block
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[distinct]
+    fp = (distinct + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / y.sum()
+    recall_prev = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - recall_prev) * precision))
+
+
+def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
+    """False-positive rate at the smallest threshold reaching the given true-positive rate."""
+    check_fraction(tpr, "tpr", low=0.0, high=1.0, inclusive=False)
+    s, y = _check_detection(scores, labels)
+    pos = np.sort(s[y == 1])[::-1]
+    k = int(np.ceil(tpr * len(pos))) - 1
+    threshold = pos[max(k, 0)]
+    return float((s[y == 0] >= threshold).mean())
+
+
+def detection_scores(in_scores, out_scores) -> dict[str, float]:
+    """AUROC, AUPR and FPR@95%TPR for separating ``out_scores`` (positives) from ``in_scores``."""
+    a = _as_numpy_1d(in_scores, "in_scores")
+    b = _as_numpy_1d(out_scores, "out_scores")
+    s = np.concatenate([a, b])
+    y = np.r_[np.zeros(len(a), dtype=np.int64), np.ones(len(b), dtype=np.int64)]
+    return {"auroc": auroc(s, y), "aupr": aupr(s, y), "fpr95": fpr_at_tpr(s, y, 0.95)}

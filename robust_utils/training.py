@@ -1,0 +1,376 @@
+"""Training and prediction loops for the book's classifiers.
+
+The datasets of the book are small (Fashion-MNIST is 188 MB as float32), so they stay as
+tensors on the compute device and mini-batches are cut by indexing: no ``DataLoader``, no
+worker processes, no per-batch host-to-device copies.
+
+Taught in Part 1, section "Training a classifier".
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._checks import check_choice, check_images, check_labels, check_positive_int, check_same_length
+from .config import pick_device, progress_bar, seed_everything
+
+__all__ = [
+    "iterate_minibatches",
+    "train_classifier",
+    "predict_logits",
+    "predict",
+    "evaluate_accuracy",
+    "no_augment",
+    "gaussian_noise",
+    "random_flip",
+    "AUGMENTATIONS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+]
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentations: batch-wise, on the batch's device, reproducible through a torch.Generator.
+# ---------------------------------------------------------------------------------------------
+def no_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The identity augmentation (the ``"none"`` entry of :data:`AUGMENTATIONS`)."""
+    return x
+
+
+def gaussian_noise(x: torch.Tensor, generator: torch.Generator | None = None,
+                   sigma: float = 0.1) -> torch.Tensor:
+    """Add i.i.d. Gaussian pixel noise of standard deviation ``sigma`` and clamp to ``[0, 1]``.
+
+    Training on noisy copies is the simplest robustness recipe (Gaussian data augmentation).
+    ``generator`` must live on ``x.device`` (or be ``None`` for the global RNG).
+
+    Taught in Part 4, section "Noise augmentation".
+    """
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}.")
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + sigma * noise).clamp(0.0, 1.0)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None,
+                p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p`` (one coin per image, no loop).
+
+    Taught in Part 4, section "Noise augmentation".
+    """
+    coins = torch.rand(x.shape[0], generator=generator, device=x.device) < p
+    return torch.where(coins.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+#: Registered augmentations by name (the names a :class:`robust_utils.cache.Recipe` may use).
+#: Each is called as ``augment(batch, generator)`` and returns a batch of the same shape.
+AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "none": no_augment,
+    "gaussian_noise": gaussian_noise,
+    "flip": random_flip,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+
+
+def _check_positive_float(v, name: str, allow_zero: bool = False) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}.") from None
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {v!r}.")
+    return f
+
+
+def iterate_minibatches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 128,
+                        shuffle: bool = True, generator: torch.Generator | None = None,
+                        drop_last: bool = False) -> Iterator:
+    """Cut tensors into mini-batches by indexing (the data never leave their device).
+
+    Parameters
+    ----------
+    x : Tensor
+        Inputs, first dimension = samples.
+    y : Tensor, optional
+        Targets of the same length; when ``None`` only ``x`` batches are yielded.
+    batch_size : int
+    shuffle : bool
+        Visit the samples in a random order (drawn with ``generator``, a CPU generator).
+    generator : torch.Generator, optional
+        Makes the order reproducible; ``None`` uses the global RNG.
+    drop_last : bool
+        Skip the final incomplete batch.
+
+    Yields
+    ------
+    ``(x_batch, y_batch)`` or ``x_batch`` when ``y`` is ``None``.
+
+    Taught in Part 1, section "Training a classifier".
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}.")
+    if y is not None:
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
+        check_same_length("x", x, "y", y)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    n = x.shape[0]
+    order = None
+    if shuffle:
+        order = torch.randperm(n, generator=generator).to(x.device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            sl = slice(start, start + batch_size)
+            xb, yb = x[sl], (y[sl] if y is not None else None)
+        else:
+            idx = order[start:start + batch_size]
+            xb = x[idx]
+            yb = y[idx.to(y.device)] if y is not None else None
+        yield (xb, yb) if y is not None else xb
+
+
+def _make_scheduler(opt, schedule: str, total_steps: int):
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    if schedule == "step":
+        # /10 at 50% and /100 at 75% of training (the usual CIFAR recipe, used by UDR).
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 1.0 if step < 0.5 * total_steps else (0.1 if step < 0.75 * total_steps else 0.01))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+                     batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam",
+                     weight_decay: float = 0.0, schedule: str = "cosine", device="cpu",
+                     seed: int = 0, augment: Callable | str | None = None,
+                     val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     progress: bool = True, desc: str | None = None) -> dict:
+    """Train ``model`` with cross-entropy on images ``x`` (``[0, 1]`` pixels) and labels ``y``.
+
+    The data are moved to ``device`` once and mini-batches are cut by indexing. The model is in
+    train mode while training and is left in eval mode (also after an error).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier of :mod:`robust_utils.models` (any module mapping images to logits works).
+    x : Tensor (N, C, H, W)
+        Training images in ``[0, 1]``.
+    y : Tensor (N,)
+        Integer class labels.
+    epochs : int
+        Passes over the data.
+    batch_size : int, default 128
+    lr : float, default 1e-3
+        Peak learning rate.
+    optimizer : {"adam", "sgd"}, default "adam"
+        ``"sgd"`` uses momentum 0.9.
+    weight_decay : float, default 0
+    schedule : {"cosine", "step", "constant"}, default "cosine"
+        Learning-rate schedule, updated after every batch: cosine decay to 0, or ``/10`` at 50 %
+        and ``/100`` at 75 % of training, or constant.
+    device : str or torch.device, default "cpu"
+        ``"auto"`` picks CUDA when available (see :func:`robust_utils.config.pick_device`).
+    seed : int, default 0
+        Seeds the global RNGs (dropout), the batch order and the augmentation noise. The model's
+        *initial* weights are not touched: seed before building the model.
+    augment : callable or str, optional
+        Applied to each training batch as ``augment(batch, generator)``; a string names an
+        entry of :data:`AUGMENTATIONS` (``"none"``, ``"gaussian_noise"``, ``"flip"``).
+    val_data : (Tensor, Tensor), optional
+        Held-out images and labels whose accuracy is recorded after each epoch.
+    progress : bool, default True
+        Show a tqdm progress bar over batches.
+    desc : str, optional
+        Label of the progress bar.
+
+    Returns
+    -------
+    dict
+        Per-epoch lists ``"loss"`` (mean training loss), ``"accuracy"`` (training accuracy on
+        the augmented batches, in train mode), ``"lr"`` (at the epoch's end), ``"time"``
+        (seconds), and ``"val_accuracy"`` when ``val_data`` is given.
+
+    Taught in Part 1, section "Training a classifier".
+    """
+    _check_model(model)
+    x = check_images(x, "x")
+    num_classes = getattr(model, "num_classes", None)
+    y = check_labels(y, n=x.shape[0], num_classes=num_classes, name="y")
+    if x.shape[0] < 2:
+        raise ValueError("training needs at least 2 images (batch norm cannot train on one).")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    lr = _check_positive_float(lr, "lr")
+    weight_decay = _check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(schedule, "schedule", SCHEDULES)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if isinstance(augment, str):
+        check_choice(augment, "augmentation", AUGMENTATIONS)
+        augment = AUGMENTATIONS[augment]
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be None, a callable augment(batch, generator) or one of "
+                        f"{list(AUGMENTATIONS)}, got {augment!r}.")
+    if val_data is not None:
+        if not isinstance(val_data, (tuple, list)) or len(val_data) != 2:
+            raise TypeError("val_data must be a pair (images, labels).")
+        check_images(val_data[0], "val_data images")
+        check_labels(val_data[1], n=val_data[0].shape[0], num_classes=num_classes, name="val_data labels")
+
+    dev = pick_device(device)
+    seed_everything(seed)
+    model.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    order_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters.")
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    n = x.shape[0]
+    # A final batch of one image would break batch norm in train mode: drop it in that case.
+    drop_last = n % batch_size == 1
+    steps_per_epoch = n // batch_size + (0 if drop_last or n % batch_size == 0 else 1)
+    scheduler = _make_scheduler(opt, schedule, epochs * steps_per_epoch)
+
+    history: dict[str, list] = {"loss": [], "accuracy": [], "lr": [], "time": []}
+    if val_data is not None:
+        history["val_accuracy"] = []
+    bar = progress_bar(total=epochs * steps_per_epoch, disable=not progress, unit="batch",
+               desc=desc or f"training {getattr(model, 'arch', type(model).__name__)}")
+    try:
+        for epoch in range(epochs):
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            seen = 0
+            for step, (xb, yb) in enumerate(iterate_minibatches(x, y, batch_size, shuffle=True,
+                                                                 generator=order_gen,
+                                                                 drop_last=drop_last)):
+                if augment is not None:
+                    xb = augment(xb, aug_gen)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler is not None:
+                    scheduler.step()
+                loss_sum += loss.detach() * yb.shape[0]
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += yb.shape[0]
+                bar.update(1)
+                if progress and step % 25 == 0:
+                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(loss.detach()):.3f}")
+            history["loss"].append(float(loss_sum) / seen)
+            history["accuracy"].append(float(correct) / seen)
+            history["lr"].append(opt.param_groups[0]["lr"])
+            history["time"].append(time.perf_counter() - t0)
+            post = dict(epoch=f"{epoch + 1}/{epochs}", loss=f"{history['loss'][-1]:.3f}",
+                        acc=f"{history['accuracy'][-1]:.3f}")
+            if val_data is not None:
+                history["val_accuracy"].append(evaluate_accuracy(model, *val_data, device=dev))
+                post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
+            bar.set_postfix(**post)
+    finally:
+        bar.close()
+        model.eval()
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                   device=None) -> torch.Tensor:
+    """Logits of ``model`` on images ``x``, computed in eval mode, without gradients, in batches.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : Tensor (N, C, H, W)
+        Images in ``[0, 1]`` (on any device).
+    batch_size : int, default 1024
+    device : str or torch.device, optional
+        Where to compute; ``None`` uses the model's device (the model is moved if needed).
+
+    Returns
+    -------
+    Tensor (N, num_classes)
+        On ``x``'s device. The model's train/eval mode is restored afterwards.
+
+    Taught in Part 1, section "From logits to decisions".
+    """
+    _check_model(model)
+    check_images(x, "x")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dev = _model_device(model) if device is None else pick_device(device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(xb.to(dev)).to(x.device)
+               for xb in iterate_minibatches(x, None, batch_size, shuffle=False)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+            device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities ``(N, K)`` and predicted labels ``(N,)`` of ``model`` on ``x``.
+
+    Taught in Part 1, section "From logits to decisions".
+    """
+    logits = predict_logits(model, x, batch_size=batch_size, device=device)
+    probs = logits.softmax(dim=1)
+    return probs, probs.argmax(dim=1)
+
+
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+                      device=None) -> float:
+    """Fraction of images of ``x`` whose predicted label equals ``y``.
+
+    Taught in Part 1, section "From logits to decisions".
+    """
+    check_images(x, "x")
+    y = check_labels(y, n=x.shape[0], name="y")
+    logits = predict_logits(model, x, batch_size=batch_size, device=device)
+    return float((logits.argmax(1) == y.to(logits.device)).float().mean())

@@ -1,0 +1,153 @@
+"""Tests of robust_utils.runner: tiny throwaway notebooks run through papermill."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from robust_utils import runner
+
+
+def _notebook(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for kind, source, tags in cells:
+        cell = (nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell)(source)
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+PARAMS = ('PROFILE = "auto"\nDEVICE = "auto"\nSEED = 0', ["parameters"])
+
+
+@pytest.fixture
+def books(tmp_path):
+    """A notebooks folder with a good notebook and a failing one, and an output folder."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(src / "01_good.ipynb", [
+        ("markdown", "# Good", None),
+        ("code", *PARAMS),
+        ("code", "import os, pathlib\n"
+                 "assert PROFILE == 'smoke', PROFILE\n"
+                 "assert DEVICE == 'cpu', DEVICE\n"
+                 "assert os.environ['RNI_PROFILE'] == 'smoke'\n"
+                 "pathlib.Path('written.txt').write_text(PROFILE)\n"
+                 "print('hello from', PROFILE)", None),
+    ])
+    _notebook(src / "02_bad.ipynb", [
+        ("code", *PARAMS),
+        ("code", "x = 1", None),
+        ("code", "raise ValueError('boom in the second code cell')", None),
+        ("code", "print('never reached')", None),
+    ])
+    return src, tmp_path / "out"
+
+
+def test_list_notebooks_sorted_and_filtered(books):
+    src, _ = books
+    (src / ".hidden.ipynb").write_text("{}")
+    (src / "_draft.ipynb").write_text("{}")
+    assert runner.list_notebooks(src) == ["01_good", "02_bad"]
+
+
+def test_list_notebooks_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        runner.list_notebooks(tmp_path / "nope")
+
+
+def test_run_good_notebook_writes_copy_and_summary(books):
+    src, out = books
+    records = runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out,
+                                   notebooks_dir=src, echo=False)
+    assert [r["status"] for r in records] == ["ok"]
+    rec = records[0]
+    assert rec["notebook"] == "01_good" and rec["profile"] == "smoke" and rec["device"] == "cpu"
+    assert rec["error"] is None and rec["seconds"] >= 0
+    # the working directory was the notebooks folder
+    assert (src / "written.txt").read_text() == "smoke"
+    executed = nbformat.read(out / "01_good.ipynb", as_version=4)
+    texts = [o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("hello from smoke" in t for t in texts)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'PROFILE = "smoke"' in injected[0].source
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["profile"] == "smoke" and summary["device"] == "cpu"
+    assert summary["notebooks"] == records
+    assert "torch" in summary["host"] and "cuda_device" in summary["host"]
+    assert summary["timestamp"]
+    # no temporary files left behind by the atomic write
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failure_stops_names_notebook_and_keeps_copy(books, tmp_path):
+    src, out = books
+    summary_path = tmp_path / "s" / "summary.json"
+    _notebook(src / "03_after.ipynb", [("code", *PARAMS)])
+    with pytest.raises(runner.NotebookFailed, match="02_bad.*boom") as info:
+        runner.run_notebooks(None, profile="smoke", device="cpu", output_dir=out,
+                             summary_path=summary_path, notebooks_dir=src, echo=False)
+    assert info.value.notebook == "02_bad"
+    assert info.value.output_path.exists()  # failed executed copy kept
+    summary = json.loads(summary_path.read_text())
+    status = {r["notebook"]: r["status"] for r in summary["notebooks"]}
+    assert status == {"01_good": "ok", "02_bad": "failed", "03_after": "skipped"}
+    bad = summary["notebooks"][1]
+    assert "ValueError" in bad["error"] and "boom" in bad["error"]
+    assert not (out / "03_after.ipynb").exists()
+
+
+def test_keep_going_runs_the_rest_then_raises(books):
+    src, out = books
+    _notebook(src / "03_after.ipynb", [("code", *PARAMS)])
+    with pytest.raises(runner.NotebookFailed, match="1 notebook\\(s\\) failed: 02_bad"):
+        runner.run_notebooks(None, profile="smoke", device="cpu", output_dir=out,
+                             notebooks_dir=src, keep_going=True, echo=False)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert [r["status"] for r in summary["notebooks"]] == ["ok", "failed", "ok"]
+
+
+def test_unknown_name_lists_valid_names(books):
+    src, out = books
+    with pytest.raises(ValueError, match=r"unknown notebook name\(s\) \['99_nope'\].*01_good, 02_bad"):
+        runner.run_notebooks(["99_nope"], profile="smoke", output_dir=out, notebooks_dir=src)
+
+
+def test_unknown_profile_and_device(books):
+    src, out = books
+    with pytest.raises(ValueError, match="unknown profile 'huge'.*smoke"):
+        runner.run_notebooks(None, profile="huge", output_dir=out, notebooks_dir=src)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        runner.run_notebooks(None, profile="smoke", device="tpu", output_dir=out, notebooks_dir=src)
+    with pytest.raises(ValueError, match="timeout"):
+        runner.run_notebooks(None, profile="smoke", device="cpu", output_dir=out,
+                             notebooks_dir=src, timeout=0)
+
+
+def test_auto_profile_resolved_from_environment(books, monkeypatch):
+    src, out = books
+    monkeypatch.setenv("RNI_PROFILE", "smoke")
+    records = runner.run_notebooks(["01_good.ipynb"], profile="auto", device="cpu", output_dir=out,
+                                   notebooks_dir=src, echo=False)
+    assert records[0]["profile"] == "smoke" and records[0]["status"] == "ok"
+
+
+def test_cli_exit_codes(books, tmp_path):
+    src, out = books
+    base = [sys.executable, "-m", "robust_utils.runner", "--notebooks-dir", str(src),
+            "--output-dir", str(out), "--device", "cpu", "--profile", "smoke"]
+    bad = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "02_bad" in bad.stderr and "FAILED" in bad.stderr and "boom" in bad.stderr
+    unknown = subprocess.run(base + ["--only", "nope"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "01_good, 02_bad" in unknown.stderr
+    wrong_profile = subprocess.run(base + ["--profile", "huge"], capture_output=True, text=True,
+                                   timeout=60)
+    assert wrong_profile.returncode == 2 and "invalid choice" in wrong_profile.stderr
+    listed = subprocess.run(base + ["--list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and listed.stdout.split() == ["01_good", "02_bad"]
