@@ -245,14 +245,14 @@ class Recipe:
 
     @property
     def key(self) -> str:
-        """Readable, filesystem-safe name: ``<arch>-<dataset>-e<epochs>-s<seed>-<data>-<hash8>``.
+        """Readable, filesystem-safe name: ``<arch>-<dataset>-<profile>-e<epochs>-s<seed>-<data>-<hash8>``.
 
-        ``<data>`` is ``full`` or ``n<n_train>``, followed by ``-c<classes>`` for class subsets
+        ``<data>`` is ``all`` (the whole training set) or ``n<n_train>``, followed by ``-c<classes>`` for class subsets
         and ``-<augment>`` when augmented; ``<hash8>`` is the first 8 hex digits of the SHA-256
         of :meth:`canonical_json`, so any change of any field changes the key.
         """
-        parts = [self.arch, self.dataset, f"e{self.epochs}", f"s{self.seed}",
-                 "full" if self.n_train is None else f"n{self.n_train}"]
+        parts = [self.arch, self.dataset, self.profile, f"e{self.epochs}", f"s{self.seed}",
+                 "all" if self.n_train is None else f"n{self.n_train}"]
         if self.classes is not None:
             parts.append("c" + "_".join(map(str, self.classes)))
         if self.augment is not None:

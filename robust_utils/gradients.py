@@ -36,6 +36,7 @@ __all__ = [
     "empirical_fisher",
     "score_mean",
     "loss_along_gradient",
+    "last_layer_factors",
     "gradient_descent_path",
 ]
 
@@ -173,6 +174,35 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
         for n, t in g.items():
             parts.setdefault(n, []).append(t.reshape(t.shape[0], -1).pow(2).sum(1))
     return {n: torch.cat(v) for n, v in parts.items()}
+
+
+@torch.no_grad()
+def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """The two factors of the last layer's gradient norm, in closed form.
+
+    For ``logits = W h + b`` and the predicted label ``y_hat``, the loss gradient is
+    ``(p - e_y_hat) h^T`` for ``W`` and ``p - e_y_hat`` for ``b``, so its norm is
+    ``||p - e_y_hat|| * sqrt(||h||^2 + 1)``: a *confidence* factor times a *feature-magnitude*
+    factor. Returns ``{"confidence_gap": ||p - e||, "feature_norm": ||h||, "grad_norm": product}``,
+    each (N,). Needs a model with ``features(x)`` and a linear ``head`` (the book's models).
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
+    _check_eval(model)
+    check_images(x, "x", value_range=None)
+    check_positive_int(batch_size, "batch_size")
+    if not (hasattr(model, "features") and isinstance(getattr(model, "head", None), nn.Linear)):
+        raise TypeError(f"{type(model).__name__} needs .features(x) and a linear .head; use a model "
+                        "from robust_utils.models.")
+    gaps, norms = [], []
+    for i in range(0, x.shape[0], batch_size):
+        h = model.features(x[i:i + batch_size])
+        p = model.head(h).softmax(1)
+        e = F.one_hot(p.argmax(1), p.shape[1]).to(p.dtype)
+        gaps.append((p - e).norm(dim=1))
+        norms.append(h.flatten(1).norm(dim=1))
+    gap, norm = torch.cat(gaps), torch.cat(norms)
+    grad_norm = gap * (norm.pow(2) + (1.0 if model.head.bias is not None else 0.0)).sqrt()
+    return {"confidence_gap": gap, "feature_norm": norm, "grad_norm": grad_norm}
 
 
 def empirical_fisher(u: torch.Tensor, centered: bool = False) -> torch.Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from robust_utils import cache
+from robust_utils.config import PROFILES
 from robust_utils.cache import (CorruptCheckpointError, IncompatibleCheckpointError, Recipe,
                                 cached_metadata, checkpoint_path, default_recipe, get_model,
                                 list_cached, load_checkpoint, save_checkpoint)
@@ -52,10 +53,10 @@ def tiny_model(seed=0):
 def test_key_is_readable_stable_and_safe():
     r = Recipe(**TINY)
     assert r.key == Recipe(**TINY).key
-    assert re.fullmatch(r"mlp-fashion_mnist-e1-s0-n32-[0-9a-f]{8}", r.key)
+    assert re.fullmatch(r"mlp-fashion_mnist-smoke-e1-s0-n32-[0-9a-f]{8}", r.key)
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", r.key)
     full = Recipe("c3lt_cnn", epochs=15)
-    assert re.fullmatch(r"c3lt_cnn-fashion_mnist-e15-s0-full-[0-9a-f]{8}", full.key)
+    assert re.fullmatch(r"c3lt_cnn-fashion_mnist-laptop-e15-s0-all-[0-9a-f]{8}", full.key)
     held_out = Recipe("c3lt_cnn", classes=(0, 1, 2, 3, 5, 7, 8, 9), augment="flip")
     assert "-c0_1_2_3_5_7_8_9-flip-" in held_out.key
 
@@ -112,7 +113,9 @@ def test_recipe_errors():
 
 def test_default_recipe_follows_the_profile(monkeypatch):
     r = default_recipe("c3lt_cnn", profile="smoke")
-    assert (r.epochs, r.n_train, r.batch_size, r.profile) == (1, 2000, 128, "smoke")
+    smoke = PROFILES["smoke"]
+    assert (r.epochs, r.n_train, r.batch_size, r.profile) == (smoke.epochs, smoke.n_train,
+                                                              smoke.batch_size, "smoke")
     assert r.lr == cache.ARCH_DEFAULTS["c3lt_cnn"]["lr"] and r.optimizer == "adam"
     monkeypatch.setenv("RNI_PROFILE", "smoke")
     assert default_recipe("mlp") == default_recipe("mlp", profile="smoke")

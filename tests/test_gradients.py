@@ -141,3 +141,27 @@ def test_loss_along_gradient_is_first_order_accurate():
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
     with pytest.raises(ValueError, match="non-negative"):
         G.loss_along_gradient(m, x, alphas=[-1.0])
+
+
+class FeatureHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 6), nn.ReLU())
+        self.head = nn.Linear(6, 3)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_last_layer_factors_match_torch_func_gradient_norm():
+    torch.manual_seed(0)
+    m = FeatureHead().eval()
+    x = torch.rand(9, 1, 2, 2)
+    f = G.last_layer_factors(m, x, batch_size=4)
+    torch.testing.assert_close(f["grad_norm"], G.gradient_norms(m, x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f["feature_norm"], m.features(x).norm(dim=1).detach())
+    with pytest.raises(TypeError, match="features"):
+        G.last_layer_factors(LinearSoftmax().eval(), x)

@@ -152,6 +152,8 @@ def sync_notebook(nb, filename: str, url: str, branch: str):
 
     setup = found[SETUP_TAG] or _tagged("", "code", SETUP_TAG, "setup")
     setup.source = setup_source(url, branch)
+    # The rendered book folds the setup cell's code away (its printed output stays visible).
+    setup.metadata["tags"] = [SETUP_TAG, "hide-input"]
 
     head = [badge]
     if rest and _is_title(rest[0]):
