@@ -11,6 +11,9 @@ One module per concern; each public function names the chapter that teaches it.
 - :mod:`robust_utils.gradients`: per-sample gradients, Fisher information, gradient surprise.
 - :mod:`robust_utils.features`: penultimate features and 2-D embeddings.
 - :mod:`robust_utils.metrics`: accuracy and detection metrics.
+- :mod:`robust_utils.calibration`: expected calibration error and reliability diagrams.
+- :mod:`robust_utils.explanations`: gradients, Guided Backprop, the Grad-CAM family.
+- :mod:`robust_utils.introspection`: introspective learning (gradient features + a second stage).
 - :mod:`robust_utils.plotting`: figures.
 - :mod:`robust_utils.runner`: executes the notebooks with papermill.
 """
