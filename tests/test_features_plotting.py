@@ -35,6 +35,8 @@ def test_extract_features_batched_and_restores_mode():
 
 
 @pytest.mark.parametrize("method", ["pca", "isomap", "tsne"])
+@pytest.mark.filterwarnings("ignore:The number of connected components:UserWarning")
+@pytest.mark.filterwarnings("ignore:Changing the sparsity structure")
 def test_embed_2d_separates_two_clusters(method):
     rng = np.random.default_rng(0)
     a = rng.normal(0, 0.1, (30, 6))
