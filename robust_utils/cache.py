@@ -608,3 +608,63 @@ def list_cached(cache_dir=None) -> list[dict]:
         meta["path"] = str(side.with_suffix(WEIGHTS_SUFFIX))
         out.append(meta)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: pre-build the models a run will need, or list the cache
+# ---------------------------------------------------------------------------------------------
+def _parse_classes(text: str | None):
+    if text is None:
+        return None
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise SystemExit(f"--classes takes comma-separated class indices, e.g. 0,1,2; got {text!r}") from None
+
+
+def main(argv=None) -> int:
+    """``python -m robust_utils.cache build|list``: pre-build models by recipe, or list the cache.
+
+    A separate runner step (e.g. on a GPU machine before ``rni-run --profile full``) can train
+    every model a profile needs, so that the notebooks only load them::
+
+        python -m robust_utils.cache build c3lt_cnn --profile full --device cuda
+        python -m robust_utils.cache build c3lt_cnn --profile full --classes 0,1,2,3,4,5,6,7
+        python -m robust_utils.cache list
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m robust_utils.cache", description=main.__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="train (or verify) the model of a recipe")
+    b.add_argument("arch", choices=sorted(ARCHITECTURES))
+    b.add_argument("--profile", default="auto")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--classes", default=None, help="comma-separated kept classes (held-out-class models)")
+    b.add_argument("--augment", default=None, help="a training augmentation name, e.g. gaussian_noise")
+    b.add_argument("--retrain", action="store_true")
+    sub.add_parser("list", help="list the cached models and their test accuracy")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for meta in list_cached():
+            acc = meta.get("metrics", {}).get("test_accuracy")
+            print(f"{meta.get('key', meta['path'])}  test_accuracy={acc if acc is None else f'{acc:.4f}'}")
+        return 0
+    overrides = {}
+    if args.classes is not None:
+        overrides["classes"] = _parse_classes(args.classes)
+    if args.augment is not None:
+        overrides["augment"] = args.augment
+    recipe = default_recipe(args.arch, profile=args.profile, seed=args.seed, **overrides)
+    get_model(recipe, device=args.device, retrain=args.retrain)
+    meta = cached_metadata(recipe)
+    m = meta.get("metrics", {})
+    print(f"{recipe.key}: test_accuracy={m.get('test_accuracy')}, train_seconds={m.get('train_seconds')}, "
+          f"device={m.get('device')}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -311,3 +311,24 @@ def test_checkpoint_files_get_umask_permissions(tmp_path):
         os.umask(old)
     for p in (path, path.with_suffix(".json")):
         assert p.stat().st_mode & 0o777 == 0o644, p
+
+
+def test_command_line_build_and_list(monkeypatch, capsys):
+    calls = []
+
+    def fake_get_model(recipe, **kw):
+        calls.append((recipe, kw))
+        save_checkpoint(cache.checkpoint_path(recipe), recipe.build(),
+                        {"key": recipe.key, "recipe": recipe.to_dict(), "metrics": {"test_accuracy": 0.5}})
+
+    monkeypatch.setattr(cache, "get_model", fake_get_model)
+    assert cache.main(["build", "mlp", "--profile", "smoke", "--classes", "0,1,2"]) == 0
+    recipe, kw = calls[0]
+    assert recipe.classes == (0, 1, 2) and recipe.profile == "smoke" and kw["retrain"] is False
+    assert "test_accuracy=0.5" in capsys.readouterr().out
+    assert cache.main(["list"]) == 0
+    assert recipe.key in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cache.main(["build", "vgg"])
+    with pytest.raises(SystemExit, match="comma-separated"):
+        cache.main(["build", "mlp", "--classes", "a,b"])
