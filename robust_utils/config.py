@@ -187,9 +187,16 @@ def progress_bar(*args, **kwargs):
         import sys
 
         from tqdm.std import tqdm as text_tqdm
+
+        class _QuietTextBar(text_tqdm):
+            """Postfix updates wait for the next scheduled refresh instead of forcing one."""
+
+            def set_postfix(self, ordered_dict=None, refresh=False, **kw):
+                super().set_postfix(ordered_dict, refresh=refresh, **kw)
+
         kwargs.setdefault("file", sys.stderr)
         kwargs.setdefault("mininterval", 60.0)
         kwargs.setdefault("ascii", True)
-        return text_tqdm(*args, **kwargs)
+        return _QuietTextBar(*args, **kwargs)
     from tqdm.auto import tqdm as auto_tqdm
     return auto_tqdm(*args, **kwargs)

@@ -71,11 +71,13 @@ def test_data_dir_env(tmp_path, monkeypatch):
 def test_progress_bar_text_mode(monkeypatch, capsys):
     monkeypatch.setenv("RNI_PROGRESS", "text")
     bar = C.progress_bar(total=3, desc="work")
-    for _ in range(3):
+    for k in range(3):
         bar.update(1)
+        bar.set_postfix(step=k)  # must not force a redraw per call
     bar.close()
     err = capsys.readouterr().err
     assert "work" in err and "3/3" in err
+    assert err.count("work") <= 3, f"the text bar redrew too often: {err!r}"
     monkeypatch.delenv("RNI_PROGRESS")
     from tqdm.auto import tqdm as auto_tqdm
     bar = C.progress_bar(total=1, disable=True)
