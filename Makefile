@@ -2,12 +2,15 @@
 #   make book   -> set up, execute the notebooks with papermill, build the HTML book
 #   make test   -> set up, run the unit tests and execute every notebook under nbval (smoke profile)
 # Options: make book PROFILE=smoke|laptop|full|auto DEVICE=auto|cpu|cuda ONLY="01_inference"
+#          CELL_TIMEOUT=seconds (per cell, default 1800; raise it for the full profile on a CPU)
 
 PROFILE ?= auto
 DEVICE ?= auto
 ONLY ?=
 VENV ?= .venv
 PYTEST_ARGS ?=
+# A cell that runs longer than this fails instead of hanging the run (seconds).
+CELL_TIMEOUT ?= 1800
 
 .PHONY: book test setup notebooks html clean-book
 
@@ -15,7 +18,7 @@ setup:
 	@bash tools/bootstrap.sh
 
 notebooks: setup
-	$(VENV)/bin/rni-run --profile $(PROFILE) --device $(DEVICE) $(if $(ONLY),--only $(ONLY),)
+	$(VENV)/bin/rni-run --profile $(PROFILE) --device $(DEVICE) --timeout $(CELL_TIMEOUT) $(if $(ONLY),--only $(ONLY),)
 
 html: setup
 	@bash tools/fetch_mathjax.sh
@@ -25,7 +28,7 @@ html: setup
 book: notebooks html
 
 test: setup
-	RNI_PROFILE=smoke RNI_OFFLINE=1 MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
+	RNI_PROFILE=smoke RNI_OFFLINE=1 MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS)
 
 clean-book:
 	rm -rf book/_build book/notebooks
