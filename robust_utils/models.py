@@ -237,6 +237,9 @@ class C3LTClassifier(BookModel):
     """
 
     arch = "c3lt_cnn"
+    #: The only dropout layer is the last operation of :meth:`features` (before ``head``):
+    #: MC dropout may run the convolutional trunk once (see ``uncertainty.mc_dropout_probs``).
+    dropout_before_head = True
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5,
                  mean=0.5, std=0.5, input_size=28):
