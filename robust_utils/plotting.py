@@ -87,14 +87,20 @@ def image_table(rows: Sequence, row_labels: Sequence[str], col_labels: Sequence[
 
 def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], *, fmt: str = ".2f",
             cmap: str = "viridis", title: str | None = None, cbar_label: str | None = None,
-            vmin: float | None = None, vmax: float | None = None, figsize=None):
-    """A heatmap with the value written in every cell (a results table a reader can scan)."""
+            vmin: float | None = None, vmax: float | None = None, figsize=None, ax=None):
+    """A heatmap with the value written in every cell (a results table a reader can scan).
+
+    Draws into ``ax`` when given (e.g. one panel of a figure of several), else a new figure.
+    """
     m = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
     if m.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"matrix shape {m.shape} does not match {len(row_labels)} row labels x "
                          f"{len(col_labels)} column labels.")
-    figsize = figsize or (0.9 * len(col_labels) + 3, 0.35 * len(row_labels) + 1.5)
-    fig, ax = plt.subplots(figsize=figsize)
+    if ax is None:
+        figsize = figsize or (0.9 * len(col_labels) + 3, 0.35 * len(row_labels) + 1.5)
+        fig, ax = plt.subplots(figsize=figsize)
+    else:
+        fig = ax.figure
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     long_labels = max((len(str(c)) for c in col_labels), default=0) > 7
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=40 if long_labels else 0,

@@ -69,6 +69,10 @@ def test_figures_build_and_validate():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["0", "1", "2", "3", "4", "5"]
     plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    assert plotting.heatmap(np.ones((2, 2)), ["a", "b"], ["x", "y"], ax=axes[1]) is fig
+    assert len(axes[1].texts) == 4 and len(axes[0].texts) == 0
+    plt.close(fig)
     fig = plotting.scatter_groups(np.zeros((4, 2)), ["a", "a", "b", "b"])
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
     plt.close(fig)
