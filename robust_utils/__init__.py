@@ -14,6 +14,13 @@ One module per concern; each public function names the chapter that teaches it.
 - :mod:`robust_utils.calibration`: expected calibration error and reliability diagrams.
 - :mod:`robust_utils.explanations`: gradients, Guided Backprop, the Grad-CAM family.
 - :mod:`robust_utils.introspection`: introspective learning (gradient features + a second stage).
+- :mod:`robust_utils.uncertainty`: MC dropout, ensembles, Mahalanobis, baselines, GradTrust.
+- :mod:`robust_utils.detection`: gradient ("purview") features and the detector of novel inputs.
+- :mod:`robust_utils.attacks`: FGSM and PGD adversarial examples.
+- :mod:`robust_utils.interventions`: masking evaluations (heatmap, pixel- and structure-wise), RISE, SHAPE.
+- :mod:`robust_utils.voice`: VOICE, the uncertainty of contrastive explanations.
+- :mod:`robust_utils.privacy`: membership inference with shadow models.
+- :mod:`robust_utils.benchmarking`: corruption benchmark, CE and mCE.
 - :mod:`robust_utils.plotting`: figures.
 - :mod:`robust_utils.runner`: executes the notebooks with papermill.
 """
