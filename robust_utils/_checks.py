@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
+from torch import nn
 
 __all__ = [
     "check_images",
@@ -127,3 +128,29 @@ def check_same_length(name_a: str, a: Sequence, name_b: str, b: Sequence) -> Non
     """Check that two sequences (or tensors, along dim 0) have the same length."""
     if len(a) != len(b):
         raise ValueError(f"{name_a} and {name_b} must have the same length, got {len(a)} and {len(b)}.")
+
+
+def check_eval_model(model, consequence: str) -> None:
+    """A module in eval mode (itself and every submodule), else a clear error.
+
+    ``consequence`` says what training mode would break in the caller (e.g. "dropout would make
+    the attack random"); the message names the submodules in training mode and says to call
+    ``model.eval()``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    training = [name for name, m in model.named_modules() if m.training and name]
+    if model.training or training:
+        where = ("the model is in training mode" if model.training else
+                 "some submodules are in training mode (" + ", ".join(training[:5])
+                 + (" ..." if len(training) > 5 else "") + ")")
+        raise RuntimeError(f"{where}: {consequence}; call model.eval() first.")
+
+
+def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """The device of a model's first parameter (or buffer); ``fallback`` for a model with neither."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device(fallback)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_images, check_labels, check_positive_int
+from ._checks import check_eval_model, check_images, check_labels, check_positive_int, model_device
 from .config import progress_bar
 
 __all__ = [
@@ -54,24 +54,11 @@ __all__ = [
 # Shared checks
 # ---------------------------------------------------------------------------------------------
 def _check_eval_model(model: nn.Module) -> None:
-    """A module in eval mode (every submodule), or a clear error saying to call ``model.eval()``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    training = [name for name, m in model.named_modules() if m.training and name]
-    if model.training or training:
-        where = ("the model is in training mode" if model.training else
-                 "some submodules are in training mode (" + ", ".join(training[:5])
-                 + (" ..." if len(training) > 5 else "") + ")")
-        raise RuntimeError(f"{where}: dropout would make the attack random and batch-norm batch "
-                           "statistics would mix the images of a batch; call model.eval() first.")
+    check_eval_model(model, "dropout would make the attack random and batch-norm batch statistics "
+                            "would mix the images of a batch")
 
 
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
+_model_device = model_device
 
 
 def _check_eps(eps, name: str = "eps") -> float:

@@ -57,7 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_fraction, check_images, check_positive_int
+from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_positive_int,
+                      model_device)
 from .config import progress_bar
 from .introspection import confounding_loss
 from .metrics import detection_scores
@@ -79,16 +80,7 @@ METHODS = ("auto", "vmap")
 # Checks
 # ---------------------------------------------------------------------------------------------
 def _check_eval_model(model: nn.Module) -> None:
-    """A module in eval mode (every submodule), or a clear error saying to call ``model.eval()``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    training = [name for name, m in model.named_modules() if m.training and name]
-    if model.training or training:
-        where = ("the model is in training mode" if model.training else
-                 "some submodules are in training mode (" + ", ".join(training[:5])
-                 + (" ..." if len(training) > 5 else "") + ")")
-        raise RuntimeError(f"{where}: dropout and batch-norm batch statistics would make the gradient "
-                           "features random and mix the images of a batch; call model.eval() first.")
+    check_eval_model(model, "dropout and batch-norm batch statistics would make the gradient features random and mix the images of a batch")
 
 
 def _resolve_params(model: nn.Module, params) -> list[str]:
@@ -116,10 +108,7 @@ def _resolve_params(model: nn.Module, params) -> list[str]:
     return params
 
 
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    return fallback
+_model_device = model_device
 
 
 # ---------------------------------------------------------------------------------------------

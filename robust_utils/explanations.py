@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_fraction, check_images, check_labels, check_positive_int
+from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_labels,
+                      check_positive_int)
 
 __all__ = [
     "gradients",
@@ -70,16 +71,8 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 def _check_model(model: nn.Module) -> None:
     """A module in eval mode (every submodule), or a clear error saying to call ``model.eval()``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    training = [name for name, m in model.named_modules() if m.training and name]
-    if model.training or training:
-        where = ("the model is in training mode" if model.training else
-                 "some submodules are in training mode (" + ", ".join(training[:5])
-                 + (" ..." if len(training) > 5 else "") + ")")
-        raise RuntimeError(f"{where}: dropout and batch-norm batch statistics would make the "
-                           "explanation random and mix the images of a batch; call model.eval() "
-                           "before explaining it.")
+    check_eval_model(model, "dropout and batch-norm batch statistics would make the explanation "
+                            "random and mix the images of a batch")
 
 
 def _check_x(x) -> torch.Tensor:

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (check_choice, check_fraction, check_images, check_labels,
+from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_labels,
                       check_positive_int)
 from .config import progress_bar
 
@@ -160,14 +160,8 @@ def _check_model(model) -> None:
     if not callable(model):
         raise TypeError(f"model must be callable (images -> logits), got {type(model).__name__}.")
     if isinstance(model, nn.Module):
-        training = [name for name, m in model.named_modules() if m.training and name]
-        if model.training or training:
-            where = ("the model is in training mode" if model.training else
-                     "some submodules are in training mode (" + ", ".join(training[:5])
-                     + (" ..." if len(training) > 5 else "") + ")")
-            raise RuntimeError(f"{where}: dropout and batch-norm batch statistics would make the "
-                               "masked predictions random and mix the images of a batch; call "
-                               "model.eval() before evaluating explanations with it.")
+        check_eval_model(model, "dropout and batch-norm batch statistics would make the masked "
+                                "predictions random and mix the images of a batch")
 
 
 def _device(model, x: torch.Tensor) -> torch.device:

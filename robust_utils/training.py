@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_images, check_labels, check_positive_int, check_same_length
+from ._checks import (check_choice, check_images, check_labels, check_positive_int, check_same_length,
+                      model_device)
 from .config import pick_device, progress_bar, seed_everything
 
 __all__ = [
@@ -83,11 +84,7 @@ AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
 # Helpers
 # ---------------------------------------------------------------------------------------------
 def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+    return model_device(model)
 
 
 def _check_model(model) -> None:

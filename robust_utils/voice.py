@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_fraction, check_images, check_positive_int
+from ._checks import check_choice, check_fraction, check_images, check_positive_int, model_device
 from .config import progress_bar
 from .explanations import _capture, _check_model, normalize_maps
 
@@ -64,12 +64,7 @@ _GCPP_EPS = 1e-6  # the eps of explanations.grad_cam_plus_plus (pytorch-grad-cam
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+_model_device = model_device
 
 
 def _batched_vjp(logits: torch.Tensor, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -47,3 +47,28 @@ def test_check_labels_probabilities_and_scalars():
         K.check_fraction(1.0, "p", inclusive=False)
     with pytest.raises(ValueError, match="choose one of: a, b"):
         K.check_choice("c", "thing", ["a", "b"])
+
+
+def test_check_eval_model_names_submodules_and_the_fix():
+    from torch import nn
+
+    from robust_utils._checks import check_eval_model
+    m = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).eval()
+    check_eval_model(m, "it would break")  # eval mode: no error
+    m[1].train()
+    with pytest.raises(RuntimeError, match=r"submodules are in training mode \(1\): it would break; call model\.eval\(\)"):
+        check_eval_model(m, "it would break")
+    with pytest.raises(RuntimeError, match="the model is in training mode"):
+        check_eval_model(m.train(), "x")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        check_eval_model(lambda t: t, "x")
+
+
+def test_model_device_parameters_buffers_fallback():
+    import torch
+    from torch import nn
+
+    from robust_utils._checks import model_device
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(nn.BatchNorm1d(2, affine=False)) == torch.device("cpu")  # buffers only
+    assert model_device(nn.ReLU(), fallback="meta") == torch.device("meta")
