@@ -933,7 +933,8 @@ def _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, 
     sal = torch.zeros(n, h, w, device=x.device, dtype=x.dtype)
     sal2 = torch.zeros_like(sal)
     starts = range(0, n_masks, per_chunk)
-    it = progress_bar(starts, total=len(starts), desc=kind) if progress else starts
+    desc = {"rise": "RISE", "shape": "SHAPE", "both": "RISE + SHAPE"}[kind]
+    it = progress_bar(starts, total=len(starts), desc=desc) if progress else starts
     with torch.no_grad():
         for s in it:
             e = min(s + per_chunk, n_masks)
