@@ -51,7 +51,8 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from ._checks import (check_fraction, check_images, check_labels, check_positive_int,
                       check_probabilities, check_same_length)
 from .config import progress_bar
-from .gradients import _check_eval
+from .introspection import _check_model as _check_head_model
+from .metrics import _as_numpy_1d
 from .training import _model_device, iterate_minibatches, predict_logits
 
 __all__ = [
@@ -624,15 +625,6 @@ def _trust_ratio(v: torch.Tensor, logits: torch.Tensor, k: int | None) -> torch.
     return ratio
 
 
-def _check_head_model(model: nn.Module) -> None:
-    _check_eval(model)
-    head = getattr(model, "head", None)
-    if not callable(getattr(model, "features", None)) or not isinstance(head, nn.Linear):
-        raise TypeError(f"{type(model).__name__} needs a features(x) method (penultimate features) and a "
-                        "final torch.nn.Linear layer named head, so that model(x) == "
-                        "model.head(model.features(x)); every classifier of robust_utils.models has both.")
-
-
 def _gradtrust_head_gradients(head: nn.Linear, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample gradients (B, C, D) of MSE(head(h), 1/C) w.r.t. head.weight, and the logits."""
     weight = head.weight.detach().double()
@@ -762,19 +754,8 @@ def gradtrust_from_logits(logits: torch.Tensor, features: torch.Tensor | None = 
 # ---------------------------------------------------------------------------------------------
 # Trust curves: accuracy and F1 above each percentile of a trust score
 # ---------------------------------------------------------------------------------------------
-def _as_1d_numpy(v, name: str) -> np.ndarray:
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    v = np.asarray(v)
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per image), got shape {v.shape}.")
-    if v.size == 0:
-        raise ValueError(f"{name} is empty; pass at least one image.")
-    return v
-
-
 def _as_class_array(v, name: str) -> np.ndarray:
-    v = _as_1d_numpy(v, name)
+    v = _as_numpy_1d(v, name)
     if not np.issubdtype(v.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class indices, got dtype {v.dtype}; for logits use "
                         "logits.argmax(1).")
@@ -815,7 +796,7 @@ def trust_curves(scores, predictions, labels, *, n_points: int = 100) -> dict:
 
     Taught in Part 3, section "GradTrust".
     """
-    s = _as_1d_numpy(scores, "scores")
+    s = _as_numpy_1d(scores, "scores")
     if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)) \
             or s.dtype == np.bool_:
         raise TypeError(f"scores must be numbers, got dtype {s.dtype}.")
