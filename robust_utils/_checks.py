@@ -5,8 +5,11 @@ so that a reader who passes a wrong tensor learns the fix from the error alone.
 """
 from __future__ import annotations
 
+import math
+import re
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +21,16 @@ __all__ = [
     "check_fraction",
     "check_choice",
     "check_same_length",
+    "check_seed",
+    "check_number",
+    "check_finite",
+    "check_class_index",
+    "check_name",
+    "check_eval_model",
+    "model_device",
+    "as_numpy_1d",
 ]
+
 
 
 def check_images(x, name: str = "images", *, channels: int | None = None,
@@ -92,10 +104,24 @@ def check_probabilities(p, name: str = "probabilities", atol: float = 1e-4) -> t
     return p
 
 
+def _is_integer(v) -> bool:
+    """A Python or NumPy integer (``np.argmax`` returns one), or a 0-d integer tensor; never a bool."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, torch.Tensor):
+        return v.dim() == 0 and not torch.is_floating_point(v) and v.dtype != torch.bool \
+            and not v.is_complex()
+    return isinstance(v, (int, np.integer))
+
+
 def check_positive_int(v, name: str, minimum: int = 1) -> int:
-    """Check that ``v`` is an integer >= ``minimum`` and return it as ``int``."""
-    if isinstance(v, bool) or not isinstance(v, (int,)) and not (hasattr(v, "__index__")):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {v!r}.")
+    """Check that ``v`` is an integer >= ``minimum`` and return it as ``int``.
+
+    Python and NumPy integers and 0-d integer tensors are accepted; bools and floats are not
+    (``2.0`` epochs is a mistake the caller should see).
+    """
+    if not _is_integer(v):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {v!r} ({type(v).__name__}).")
     v = int(v)
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}.")
@@ -105,6 +131,8 @@ def check_positive_int(v, name: str, minimum: int = 1) -> int:
 def check_fraction(v, name: str, *, low: float = 0.0, high: float = 1.0,
                    inclusive: bool = True) -> float:
     """Check that ``v`` is a number in ``[low, high]`` (or the open interval)."""
+    if isinstance(v, (bool, np.bool_, str)):
+        raise TypeError(f"{name} must be a number in [{low}, {high}], got {v!r}.")
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -154,3 +182,97 @@ def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torc
     for t in model.buffers():
         return t.device
     return torch.device(fallback)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A random seed: an integer >= 0 (Python or NumPy); returned as ``int``.
+
+    The one seed check of the package: a wrong type raises ``TypeError``, a negative value
+    ``ValueError``.
+    """
+    if not _is_integer(seed):
+        raise TypeError(f"{name} must be a non-negative integer, got {seed!r} ({type(seed).__name__}); "
+                        f"pass e.g. {name}=0.")
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}; pass e.g. {name}=0.")
+    return seed
+
+
+def check_number(v, name: str, *, minimum: float | None = 0.0, maximum: float | None = None,
+                 strict: bool = True, hint: str = "") -> float:
+    """A finite real number, returned as ``float``.
+
+    ``minimum`` / ``maximum`` bound it (``None``: no bound); with ``strict`` (default) the lower
+    bound is excluded (``> minimum``), otherwise included. The upper bound is always included.
+    ``hint`` is appended to the message (e.g. "eps is in pixel units of [0, 1] images: use 8/255").
+    """
+    if isinstance(v, (bool, np.bool_, str)) or (isinstance(v, torch.Tensor) and v.numel() != 1):
+        raise TypeError(f"{name} must be a number, got {v!r}.")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).") from None
+    extra = f" {hint}" if hint else ""
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be a finite number, got {f}.{extra}")
+    if minimum is not None and (f <= minimum if strict else f < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {f:g}.{extra}")
+    if maximum is not None and f > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {f:g}.{extra}")
+    return f
+
+
+def check_finite(t, name: str = "tensor") -> torch.Tensor:
+    """A floating-point tensor without NaN or infinite entries (returned unchanged)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert with torch.as_tensor(...).")
+    if not torch.is_floating_point(t):
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}; use .float().")
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s) out of {t.numel()}; "
+                         "find where they come from (a division by zero, a diverged model) before "
+                         "passing it on.")
+    return t
+
+
+def check_class_index(c, name: str = "target", num_classes: int | None = None) -> int:
+    """One class index: a Python/NumPy integer or a 0-d integer tensor, in ``[0, num_classes)``."""
+    if not _is_integer(c):
+        raise TypeError(f"{name} must be a class index (an integer), got {c!r} ({type(c).__name__}).")
+    c = int(c)
+    if c < 0 or (num_classes is not None and c >= num_classes):
+        bound = f"[0, {num_classes - 1}]" if num_classes is not None else ">= 0"
+        raise ValueError(f"{name} must be a class index in {bound}, got {c}.")
+    return c
+
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_name(v, name: str, max_len: int = 100) -> str:
+    """A string that may become part of a file name: letters, digits, ``_ . + -``; no separators, no ``..``.
+
+    Anything that enters a path of the package (a profile, a recipe's readable key) goes
+    through this check, so that no value can make a file land outside its folder.
+    """
+    if not isinstance(v, str):
+        raise TypeError(f"{name} must be a string, got {v!r} ({type(v).__name__}).")
+    if not v or len(v) > max_len or not _NAME_RE.fullmatch(v) or ".." in v:
+        raise ValueError(f"{name} {v!r} cannot be used in a file name: use 1-{max_len} letters, digits, "
+                         "'_', '.', '+' or '-' (starting with a letter or digit; no path separators, no '..').")
+    return v
+
+
+def as_numpy_1d(v, name: str) -> np.ndarray:
+    """A non-empty 1-D NumPy array from a tensor, list or array (e.g. scores or labels)."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    v = np.asarray(v)
+    if v.ndim != 1:
+        hint = " Flatten it with .reshape(-1) if it holds one value per image." if v.ndim == 2 and 1 in v.shape else ""
+        raise ValueError(f"{name} must be 1-D, got shape {v.shape}.{hint}")
+    if v.size == 0:
+        raise ValueError(f"{name} is empty.")
+    return v

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import check_fraction, check_probabilities
+from ._checks import as_numpy_1d, check_choice, check_fraction, check_probabilities
 
 __all__ = [
     "accuracy",
@@ -21,18 +21,41 @@ __all__ = [
     "aupr",
     "fpr_at_tpr",
     "detection_scores",
+    "HIGHER_MEANS",
+    "declares_direction",
+    "score_direction",
 ]
 
 
-def _as_numpy_1d(v, name: str) -> np.ndarray:
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    v = np.asarray(v)
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {v.shape}.")
-    if v.size == 0:
-        raise ValueError(f"{name} is empty.")
-    return v
+_as_numpy_1d = as_numpy_1d
+
+
+HIGHER_MEANS = ("more novel", "more trustworthy", "more uncertain", "more confident", "better", "worse")
+
+
+def declares_direction(higher_means: str):
+    """Decorator (or function) that records which way a score points: ``obj.higher_means``.
+
+    ``higher_means`` is one of :data:`HIGHER_MEANS`, e.g. ``"more novel"`` for a detector's
+    score or ``"more trustworthy"`` for a trust score. Tables read it with
+    :func:`score_direction` instead of relying on a docstring (Quantus declares a direction on
+    each metric the same way).
+    """
+    check_choice(higher_means, "score direction", HIGHER_MEANS)
+
+    def mark(obj):
+        obj.higher_means = higher_means
+        return obj
+    return mark
+
+
+def score_direction(obj) -> str:
+    """What a higher value of ``obj``'s score means (see :func:`declares_direction`)."""
+    d = getattr(obj, "higher_means", None)
+    if d is None:
+        raise AttributeError(f"{getattr(obj, '__name__', type(obj).__name__)} does not declare which way "
+                             "its score points; decorate it with robust_utils.metrics.declares_direction(...).")
+    return d
 
 
 def _check_detection(scores, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -72,3 +72,60 @@ def test_model_device_parameters_buffers_fallback():
     assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
     assert model_device(nn.BatchNorm1d(2, affine=False)) == torch.device("cpu")  # buffers only
     assert model_device(nn.ReLU(), fallback="meta") == torch.device("meta")
+
+
+def test_check_seed_one_behaviour():
+    import numpy as np
+    assert K.check_seed(0) == 0 and K.check_seed(np.int64(7)) == 7
+    assert isinstance(K.check_seed(np.int32(3)), int)
+    with pytest.raises(ValueError, match="non-negative"):
+        K.check_seed(-1)
+    for bad in (True, 1.0, "0", None):
+        with pytest.raises(TypeError, match="non-negative integer"):
+            K.check_seed(bad)
+
+
+def test_check_number_bounds_and_hint():
+    assert K.check_number(0.5, "eps") == 0.5
+    assert K.check_number(0, "w", strict=False) == 0.0
+    with pytest.raises(ValueError, match="> 0"):
+        K.check_number(0, "eps")
+    with pytest.raises(ValueError, match="<= 1.*8/255"):
+        K.check_number(8, "eps", maximum=1.0, hint="use 8/255")
+    with pytest.raises(ValueError, match="finite"):
+        K.check_number(float("nan"), "eps")
+    for bad in (True, "1", [1.0]):
+        with pytest.raises(TypeError):
+            K.check_number(bad, "eps")
+
+
+def test_check_finite_and_class_index():
+    import numpy as np
+    K.check_finite(torch.ones(3))
+    with pytest.raises(ValueError, match="1 NaN or infinite value"):
+        K.check_finite(torch.tensor([1.0, float("nan")]), "maps")
+    with pytest.raises(TypeError, match="floating-point"):
+        K.check_finite(torch.ones(2, dtype=torch.long))
+    assert K.check_class_index(np.argmax([0.1, 0.9]), num_classes=2) == 1
+    assert K.check_class_index(torch.tensor(3)) == 3
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        K.check_class_index(2, num_classes=2)
+    with pytest.raises(TypeError, match="class index"):
+        K.check_class_index(1.0)
+
+
+@pytest.mark.parametrize("bad", ["x/../../escaped", "..", "a/b", "a\\b", "", ".hidden", "a..b", "a b"])
+def test_check_name_rejects_path_tricks(bad):
+    with pytest.raises(ValueError, match="file name"):
+        K.check_name(bad, "profile")
+
+
+def test_check_name_accepts_plain_names_and_rejects_non_strings():
+    assert K.check_name("c3lt_cnn-1.0+x", "arch") == "c3lt_cnn-1.0+x"
+    with pytest.raises(TypeError):
+        K.check_name(3, "arch")
+
+
+def test_as_numpy_1d_hints_at_flattening():
+    with pytest.raises(ValueError, match="reshape"):
+        K.as_numpy_1d(torch.zeros(4, 1), "pred")

@@ -55,3 +55,16 @@ def test_bad_inputs():
         M.fpr_at_tpr([0.1, 0.2], [0, 1], tpr=1.5)
     with pytest.raises(ValueError, match="softmax"):
         M.predictive_entropy(torch.tensor([[2.0, -1.0]]))
+
+
+def test_score_direction_is_declared_and_read():
+    from robust_utils.metrics import declares_direction, score_direction
+
+    @declares_direction("more novel")
+    def s(x):
+        return x
+    assert score_direction(s) == "more novel"
+    with pytest.raises(AttributeError, match="declares_direction"):
+        score_direction(lambda x: x)
+    with pytest.raises(ValueError, match="score direction"):
+        declares_direction("sideways")
