@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_eval_model, check_images, check_labels, check_positive_int, model_device
+from ._checks import check_eval_model, check_labels, check_number, check_positive_int, check_seed, model_device
+from .gradients import check_model_input
 from .config import progress_bar
 
 __all__ = [
@@ -62,20 +63,15 @@ _model_device = model_device
 
 
 def _check_eps(eps, name: str = "eps") -> float:
-    if isinstance(eps, bool):
-        raise TypeError(f"{name} must be a non-negative number (e.g. 8/255), got {eps!r}.")
-    try:
-        v = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a non-negative number (e.g. 8/255), got {eps!r}.") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (pixels live in [0, 1], so e.g. "
-                         f"8/255 = {8 / 255:.4f}), got {v}.")
-    return v
+    """A budget or step size in pixel units of [0, 1] images: finite, in (0, 1]."""
+    return check_number(eps, name, minimum=0.0, maximum=1.0, strict=True,
+                        hint=f"{name} is in pixel units of [0, 1] images: 8/255 \u2248 {8 / 255:.3f}, not 8"
+                             + (" (and an attack with eps = 0 is the clean image x itself)." if name == "eps"
+                                else "."))
 
 
-def _check_xy(x, y) -> None:
-    check_images(x, "x", value_range=(0.0, 1.0))
+def _check_xy(model: nn.Module, x, y) -> None:
+    check_model_input(model, x, value_range=(0.0, 1.0))
     check_labels(y, n=x.shape[0], name="y")
     if y.numel() and int(y.min()) < 0:
         raise ValueError(f"y must hold class indices >= 0, got a minimum of {int(y.min())}.")
@@ -119,8 +115,8 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
         Images in ``[0, 1]``.
     y : Tensor (N,)
         The true labels (the attack increases their loss).
-    eps : float >= 0
-        :math:`L_\\infty` budget in pixel units (e.g. ``8/255``); ``0`` returns ``x`` unchanged.
+    eps : float in (0, 1]
+        :math:`L_\\infty` budget in pixel units of ``[0, 1]`` images (e.g. ``8/255``, not ``8``).
     batch_size : int, default 512
         Images per forward/backward pass.
 
@@ -133,11 +129,9 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
     Taught in Part 3, section "Adversarial challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(x, y)
+    _check_xy(model, x, y)
     eps = _check_eps(eps)
     batch_size = check_positive_int(batch_size, "batch_size")
-    if eps == 0.0:
-        return x.clone()
     dev = _model_device(model, x.device)
     out = []
     for i in range(0, x.shape[0], batch_size):
@@ -168,9 +162,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
         Images in ``[0, 1]``.
     y : Tensor (N,)
         The true labels.
-    eps : float >= 0
-        :math:`L_\\infty` budget in pixel units (e.g. ``8/255``).
-    alpha : float >= 0, optional
+    eps : float in (0, 1]
+        :math:`L_\\infty` budget in pixel units of ``[0, 1]`` images (e.g. ``8/255``, not ``8``).
+    alpha : float in (0, 1], optional
         Step size; default ``2.5 * eps / steps`` (Madry et al.'s choice, enough to cross the
         ball and come back).
     steps : int >= 1, default 10
@@ -193,18 +187,17 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
     Taught in Part 3, section "Adversarial challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(x, y)
+    _check_xy(model, x, y)
     eps = _check_eps(eps)
     steps = check_positive_int(steps, "steps")
     alpha = 2.5 * eps / steps if alpha is None else _check_eps(alpha, "alpha")
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be True or False, got {random_start!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}.")
+    seed = check_seed(seed)
     dev = _model_device(model, x.device)
     noise = None
-    if random_start and eps > 0:
+    if random_start:
         gen = torch.Generator(device=dev).manual_seed(seed)
         # one draw for all images, so the start does not depend on batch_size
         noise = torch.rand(x.shape, generator=gen, device=dev, dtype=x.dtype).mul_(2 * eps).sub_(eps)
@@ -253,7 +246,7 @@ def robust_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *,
     Taught in Part 3, section "Adversarial challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(x_adv, y)
+    _check_xy(model, x_adv, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     dev = _model_device(model, x_adv.device)
     correct = 0

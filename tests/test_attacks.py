@@ -58,10 +58,44 @@ def test_fgsm_does_not_depend_on_batch_size(model):
     assert torch.equal(fgsm(model, x, y, 0.1, batch_size=7), fgsm(model, x, y, 0.1))
 
 
-def test_fgsm_eps_zero_returns_x(model):
-    x, y = _data()
-    assert torch.equal(fgsm(model, x, y, 0.0), x)
-    assert torch.equal(pgd(model, x, y, 0.0), x)
+@pytest.mark.parametrize("attack", [fgsm, pgd])
+def test_eps_in_pixel_units_of_unit_images(model, attack):
+    """eps = 8 (meant as 8/255) used to be accepted and gave images at the corners of [0, 1]."""
+    x, y = _data(4)
+    with pytest.raises(ValueError, match=r"eps must be <= 1, got 8\. eps is in pixel units of \[0, 1\] "
+                                         r"images: 8/255 ≈ 0\.031, not 8"):
+        attack(model, x, y, 8)
+    with pytest.raises(ValueError, match=r"eps must be > 0, got 0\..*clean image x itself"):
+        attack(model, x, y, 0.0)
+    with pytest.raises(ValueError, match="eps must be a finite number"):
+        attack(model, x, y, float("inf"))
+    out = attack(model, x, y, 1.0)                      # the largest budget is allowed
+    assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    if attack is pgd:
+        with pytest.raises(ValueError, match=r"alpha must be <= 1, got 2\. alpha is in pixel units"):
+            pgd(model, x, y, 8 / 255, alpha=2)
+        with pytest.raises(ValueError, match="alpha must be > 0"):
+            pgd(model, x, y, 8 / 255, alpha=0)
+
+
+def test_numpy_seed_and_float64_images(model):
+    x, y = _data(4)
+    np = pytest.importorskip("numpy")
+    assert torch.equal(pgd(model, x, y, 0.1, seed=np.int64(3), steps=2), pgd(model, x, y, 0.1, seed=3, steps=2))
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        pgd(model, x, y, 0.1, seed=-1)
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64 .* x\.float\(\)"):
+        fgsm(model, x.double(), y, 0.1)
+    with pytest.raises(TypeError, match=r"torch.stack\(x\)"):
+        fgsm(model, list(x), y, 0.1)
+
+
+def test_dropout_left_in_training_mode_is_refused():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Dropout(0.5), nn.Flatten(), nn.Linear(128, 2)).eval()
+    model[1].train()
+    x, y = _data(4)
+    with pytest.raises(RuntimeError, match=r"submodules are in training mode \(1\).*model\.eval\(\)"):
+        pgd(model, x, y, 0.1)
 
 
 def test_pgd_without_random_start_equals_torchattacks(model):
@@ -167,13 +201,13 @@ def test_bad_inputs(model):
         fgsm(model, x, y + 2, 0.1)
     with pytest.raises(ValueError, match=">= 0"):
         pgd(model, x, -y - 1, 0.1)
-    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="eps must be > 0"):
         fgsm(model, x, y, -0.1)
-    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number"):
         pgd(model, x, y, float("nan"))
-    with pytest.raises(TypeError, match="eps must be a non-negative number"):
+    with pytest.raises(TypeError, match="eps must be a number"):
         pgd(model, x, y, "big")
-    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="alpha must be > 0"):
         pgd(model, x, y, 0.1, alpha=-1.0)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         pgd(model, x, y, 0.1, steps=0)
@@ -181,5 +215,5 @@ def test_bad_inputs(model):
         robust_accuracy(model, x, y, batch_size=0)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         fgsm(lambda t: t, x, y, 0.1)
-    with pytest.raises(TypeError, match="seed must be an int"):
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         pgd(model, x, y, 0.1, seed=1.5)
