@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_images, check_labels, check_positive_int
+from ._checks import (check_choice, check_eval_model, check_images, check_labels, check_number,
+                      check_positive_int)
 
 __all__ = [
     "LABEL_MODES",
@@ -38,17 +39,40 @@ __all__ = [
     "loss_along_gradient",
     "last_layer_factors",
     "gradient_descent_path",
+    "check_model_input",
 ]
 
 LABEL_MODES = ("predicted", "sampled", "given")
 
 
 def _check_eval(model: nn.Module) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if model.training:
-        raise RuntimeError("the model is in training mode (dropout and batch-norm statistics would make "
-                           "gradients random); call model.eval() before computing gradients at inference.")
+    check_eval_model(model, "dropout and batch-norm batch statistics would make the gradients random "
+                            "(a different answer per call)")
+
+
+def check_model_input(model: nn.Module, x, name: str = "x", *,
+                      value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """A batch of images ``(N, C, H, W)`` that ``model`` can take: its dtype is the model's.
+
+    Like :func:`robust_utils._checks.check_images` (shape, non-empty, float, finite, optional
+    ``value_range``), plus: a list or tuple of images gets a message saying to stack them into
+    one tensor, and a floating dtype that differs from the model's parameters (``float64``
+    images for a ``float32`` model) a message saying to convert with ``x.float()`` (or
+    ``x.to(dtype)``), instead of PyTorch's "Input type (double) and bias type (float) should be
+    the same". Returns ``x`` unchanged. Used by every function of the package that runs a model
+    on images (gradients, explanations, attacks, introspection, VOICE).
+    """
+    if isinstance(x, (list, tuple)):
+        raise TypeError(f"{name} is a {type(x).__name__} of {len(x)} items, not a tensor; stack the images "
+                        f"into one (N, C, H, W) tensor first: torch.stack({name}) for (C, H, W) images, "
+                        f"torch.cat({name}) for batches.")
+    check_images(x, name, value_range=value_range)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        fix = f"{name}.float()" if dtype == torch.float32 else f"{name}.to({dtype})"
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
+                        f"images with {fix} (or the model with model.to({x.dtype})).")
+    return x
 
 
 def _resolve_params(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
@@ -77,6 +101,9 @@ def _labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, mode: str
     if mode == "given":
         if y is None:
             raise ValueError("label mode 'given' needs labels y; pass y=..., or use mode='predicted'.")
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[-1]
+        check_labels(y, n=x.shape[0], num_classes=num_classes, name="y")
         return y.to(x.device)
     if y is not None:
         raise ValueError(f"labels were passed but label mode is {mode!r}; use mode='given' to use them.")
@@ -114,7 +141,7 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
     ``-grad`` of the log-likelihood, i.e. the gradient of the loss.
     """
     _check_eval(model)
-    check_images(x, "x", value_range=None)
+    check_model_input(model, x)
     if y is not None:
         check_labels(y, n=x.shape[0], name="y")
     if chunk_size is not None:
@@ -153,6 +180,8 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     predicts, which is what novel inputs tend to cause. Returns a (N,) tensor.
     Taught in Part 1, section "Gradient surprise on novel data".
     """
+    _check_eval(model)
+    check_model_input(model, x)
     check_positive_int(batch_size, "batch_size")
     out = []
     for i in range(0, x.shape[0], batch_size):
@@ -166,6 +195,8 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                          mode: str = "predicted", batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Squared L2 norm of each parameter tensor's per-sample gradient: name -> (N,)."""
+    _check_eval(model)
+    check_model_input(model, x)
     check_positive_int(batch_size, "batch_size")
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], batch_size):
@@ -188,7 +219,7 @@ def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024
     Taught in Part 1, section "Gradient surprise on novel data".
     """
     _check_eval(model)
-    check_images(x, "x", value_range=None)
+    check_model_input(model, x)
     check_positive_int(batch_size, "batch_size")
     if not (hasattr(model, "features") and isinstance(getattr(model, "head", None), nn.Linear)):
         raise TypeError(f"{type(model).__name__} needs .features(x) and a linear .head; use a model "
@@ -244,7 +275,7 @@ def loss_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     Taught in Part 1, section "Gradients at inference".
     """
     _check_eval(model)
-    check_images(x, "x", value_range=None)
+    check_model_input(model, x)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
     if alphas.numel() == 0 or (alphas < 0).any():
         raise ValueError("alphas must be a non-empty sequence of non-negative step sizes.")
@@ -277,8 +308,7 @@ def gradient_descent_path(f: Callable[[torch.Tensor], torch.Tensor], start: Iter
     that the negative gradient is a descent direction known from local information alone.
     """
     check_positive_int(steps, "steps")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}.")
+    lr = check_number(lr, "lr")
     p = torch.tensor(list(start), dtype=torch.float64)
     if p.shape != (2,):
         raise ValueError(f"start must be a 2-D point (two numbers), got {list(start)}.")

@@ -123,7 +123,7 @@ def test_descent_path_decreases_a_quadratic():
     torch.testing.assert_close(path[-1], torch.tensor([1.0, -0.5], dtype=torch.float64), atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="2-D point"):
         G.gradient_descent_path(f, (1.0, 2.0, 3.0))
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be > 0"):
         G.gradient_descent_path(f, (1.0, 2.0), lr=0)
 
 
