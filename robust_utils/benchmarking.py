@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_images, check_labels, check_positive_int
+from ._checks import check_choice, check_images, check_labels, check_positive_int, check_seed
 from .config import progress_bar
 from .corruptions import LEVELS, corrupt, corruption_names
 from .training import predict_logits
@@ -113,7 +113,7 @@ def corruption_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     Each corrupted set is ``robust_utils.corruptions.corrupt(x, c, s, seed=seed)`` applied to the
     whole of ``x`` at once, so the sets are exactly those of
-    :func:`robust_utils.data.novel_data_suite` with the same seed (the levels of a corruption
+    :func:`robust_utils.novel.novel_data_suite` with the same seed (the levels of a corruption
     share one noise pattern). The model is evaluated in eval mode, in batches.
 
     Parameters
@@ -146,7 +146,7 @@ def corruption_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     check_labels(y, n=x.shape[0], name="y")
     names = _check_corruptions(corruptions)
     levels = _check_levels(levels)
-    seed = check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     batch_size = check_positive_int(batch_size, "batch_size")
     return _errors_of_models({"model": model}, x, y, names, levels, seed, batch_size, progress)["model"]
 
@@ -373,7 +373,7 @@ def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     check_labels(y, n=x.shape[0], name="y")
     names = _check_corruptions(corruptions)
     levels = _check_levels(levels)
-    seed = check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     batch_size = check_positive_int(batch_size, "batch_size")
     clean = {name: _top1_error(m, x, y, batch_size) for name, m in models.items()}
     errors = _errors_of_models(models, x, y, names, levels, seed, batch_size, progress)

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_images, check_positive_int
+from ._checks import check_choice, check_images, check_positive_int, check_seed
 
 __all__ = [
     "SEVERITY",
@@ -323,7 +323,7 @@ def corrupt(x: torch.Tensor, name: str, level: int, seed: int = 0) -> torch.Tens
     check_images(x, "x")
     check_choice(name, "corruption", _IMPL)
     level = _check_level(level)
-    seed = check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     g = torch.Generator(device=x.device).manual_seed(seed)
     with torch.no_grad():
         out = _IMPL[name](x, SEVERITY[name][level - 1], g)

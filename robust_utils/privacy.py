@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import (check_choice, check_fraction, check_images, check_labels,
-                      check_positive_int)
+                      check_positive_int, check_seed)
 from .cache import ARCH_DEFAULTS
 from .config import seed_everything
 from .metrics import auroc
@@ -158,7 +158,7 @@ def train_shadow_models(arch: str, x_pool: torch.Tensor, y_pool: torch.Tensor, *
     check_labels(y_pool, n=x_pool.shape[0], name="y_pool")
     n_shadow = check_positive_int(n_shadow, "n_shadow")
     n_train = check_positive_int(n_train, "n_train", minimum=2)
-    seed = check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     need = 2 * n_shadow * n_train
     if need > x_pool.shape[0]:
         raise ValueError(f"the pool has {x_pool.shape[0]} images but {n_shadow} shadow models with "
@@ -365,7 +365,7 @@ def membership_inference(target_model: nn.Module, x_members: torch.Tensor, y_mem
     if not isinstance(attack, str):
         raise TypeError(f"attack must be a string; choose one of: {', '.join(ATTACK_MODELS)}.")
     check_choice(attack, "attack model", ATTACK_MODELS)
-    seed = check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     batch_size = check_positive_int(batch_size, "batch_size")
 
     feats, labels = [], []

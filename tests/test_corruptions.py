@@ -121,7 +121,7 @@ def test_bad_images_rejected():
         corrupt(torch.rand(1, 28, 28), "contrast", 1)
     with pytest.raises(TypeError, match="floating-point"):
         corrupt(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "contrast", 1)
-    with pytest.raises(ValueError, match="seed must be >= 0"):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         corrupt(torch.rand(1, 1, 8, 8), "gaussian_noise", 1, seed=-1)
 
 
