@@ -41,12 +41,14 @@ import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_labels,
-                      check_positive_int)
+from ._checks import (check_choice, check_class_index, check_eval_model, check_finite, check_fraction,
+                      check_labels, check_number, check_positive_int, check_seed, model_device)
+from .gradients import check_model_input
 
 __all__ = [
     "gradients",
@@ -59,6 +61,8 @@ __all__ = [
     "grad_cam_plus_plus",
     "normalize_maps",
     "conv_layer_names",
+    "capture_layer",
+    "class_indices",
     "ATTRIBUTION_METHODS",
     "CAM_METHODS",
     "METHODS",
@@ -75,29 +79,55 @@ def _check_model(model: nn.Module) -> None:
                             "random and mix the images of a batch")
 
 
-def _check_x(x) -> torch.Tensor:
-    # Any float (N, C, H, W) batch: the book's models take [0, 1] pixels, other models may not.
-    return check_images(x, "x", value_range=None)
+def _check_x(model: nn.Module, x) -> torch.Tensor:
+    # Any float (N, C, H, W) batch of the model's dtype: the book's models take [0, 1] pixels,
+    # other models may not.
+    return check_model_input(model, x)
 
 
-def _class_indices(value, n: int, num_classes: int, name: str, device) -> torch.Tensor:
-    """An int, a sequence or a (N,) tensor of class indices -> (N,) long tensor on ``device``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a class index (int), one index per image, or None; got {value!r}.")
-    if isinstance(value, int) or (isinstance(value, torch.Tensor) and value.dim() == 0
-                                  and not torch.is_floating_point(value)):
+def _is_index(v) -> bool:
+    """A Python/NumPy integer or a 0-d integer tensor/array (what ``np.argmax`` returns)."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    try:
+        check_class_index(v, "index")
+    except TypeError:
+        return False
+    except ValueError:       # a negative integer: still an index, check_labels reports the range
+        return True
+    return True
+
+
+def class_indices(value, n: int, num_classes: int, name: str = "target", device=None) -> torch.Tensor:
+    """A class index, a sequence or a (N,) tensor/array of class indices -> (N,) long tensor.
+
+    A class index is a Python or NumPy integer (``np.argmax`` returns one) or a 0-d integer
+    tensor; one index is repeated for the ``n`` images. Ranges are checked against
+    ``num_classes``. Used for the ``target`` / ``contrast`` arguments of every explanation.
+
+    Taught in Part 2, section "Class activation maps".
+    """
+    if isinstance(value, np.ndarray) and value.ndim >= 1:
+        if not np.issubdtype(value.dtype, np.integer):
+            raise TypeError(f"{name} must contain integer class indices, got a NumPy array of dtype "
+                            f"{value.dtype}; use .astype(int).")
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if _is_index(value):
         idx = torch.full((n,), int(value), dtype=torch.long)
     elif isinstance(value, torch.Tensor):
         idx = value
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not all(_is_index(v) for v in value):
             raise TypeError(f"{name} must contain integer class indices, got {list(value)!r}.")
-        idx = torch.tensor(list(value), dtype=torch.long)
+        idx = torch.tensor([int(v) for v in value], dtype=torch.long)
     else:
         raise TypeError(f"{name} must be a class index (int), one index per image (list or 1-D tensor), "
                         f"or None; got {type(value).__name__}.")
     check_labels(idx, n=n, num_classes=num_classes, name=name)
     return idx.to(device=device, dtype=torch.long)
+
+
+_class_indices = class_indices  # old private name, still imported by robust_utils.interventions
 
 
 def _targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
@@ -108,7 +138,7 @@ def _targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
         raise ValueError(f"the model must return logits shaped (N, num_classes), got {tuple(logits.shape)}.")
     if target is None:
         return logits.argmax(1)
-    return _class_indices(target, x.shape[0], logits.shape[1], "target", x.device)
+    return class_indices(target, x.shape[0], logits.shape[1], "target", x.device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +146,7 @@ def _targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def _captum_attribution(cls_name: str, model: nn.Module, x: torch.Tensor, target, **kw) -> torch.Tensor:
     _check_model(model)
-    _check_x(x)
+    _check_x(model, x)
     return _captum_unchecked(cls_name, model, x, _targets(model, x, target), **kw)
 
 
@@ -218,13 +248,12 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 
     Taught in Part 2, section "Gradients as explanations".
     """
     _check_model(model)
-    _check_x(x)
+    _check_x(model, x)
     n_samples = check_positive_int(n_samples, "n_samples")
     max_batch = check_positive_int(max_batch, "max_batch")
     sigma = check_fraction(sigma, "sigma", low=0.0, high=float("inf"))
     check_choice(method, "smoothgrad method", _SMOOTHGRAD_BASES)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}.")
+    seed = check_seed(seed)
     cls_name, kw = _SMOOTHGRAD_BASES[method]
     t = _targets(model, x, target)
     n = x.shape[0]
@@ -276,13 +305,24 @@ def _resolve_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
 
 
 @contextmanager
-def _capture(model: nn.Module, layer) -> Iterator[dict]:
+def capture_layer(model: nn.Module, layer: str | None = None) -> Iterator[dict]:
     """Keep the output ``A`` of ``layer`` during a forward pass, as a leaf that requires grad.
 
-    The forward hook replaces the layer's output by a detached copy with ``requires_grad=True``
-    (same values), so ``torch.autograd.grad(score, A)`` works whether or not the parameters
-    require gradients and the backward pass stops at the layer. The hook is removed when the
-    ``with`` block ends, also on an exception.
+    ``with capture_layer(model, "conv2") as store: logits = model(x)`` leaves the layer's output
+    in ``store["activation"]`` (``(N, K, h, w)``; ``store["name"]`` is the layer's name, the
+    last convolution when ``layer`` is ``None``), and ``torch.autograd.grad(score, A)`` gives
+    the gradient of any score of the logits with respect to it, whether or not the parameters
+    require gradients (the backward pass stops at the layer).
+
+    The forward hook keeps a detached copy ``A`` of the output with ``requires_grad=True`` and
+    passes *a clone of it* on to the rest of the network. So a following in-place operation
+    (``ReLU(inplace=True)`` after a convolution, as in torchvision's VGG, SqueezeNet and ResNet)
+    modifies the clone, not ``A``: ``A`` stays the layer's true output (before the in-place
+    ReLU), and the gradient flows back to it through the clone. The hook is removed when the
+    ``with`` block ends, also on an exception. Used by the class activation maps here and by
+    :mod:`robust_utils.voice`.
+
+    Taught in Part 2, section "Class activation maps".
     """
     name, module = _resolve_layer(model, layer)
     store: dict = {"name": name}
@@ -295,9 +335,9 @@ def _capture(model: nn.Module, layer) -> Iterator[dict]:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise ValueError(f"layer {name!r} must output feature maps shaped (N, K, h, w), got {shape}; "
                              f"choose a convolutional layer: {', '.join(conv_layer_names(model))}.")
-        a = output.detach().requires_grad_(True)
+        a = output.detach().clone().requires_grad_(True)
         store["activation"] = a
-        return a
+        return a.clone()    # what the next layers see (and may modify in place); A stays intact
 
     handle = module.register_forward_hook(hook)
     try:
@@ -314,9 +354,9 @@ def _forward_backward(model: nn.Module, x: torch.Tensor, layer,
     respect to the captured activation is each image's own gradient.
     """
     _check_model(model)
-    _check_x(x)
-    with _capture(model, layer) as store, torch.enable_grad():
-        logits = model(x.detach())
+    _check_x(model, x)
+    with capture_layer(model, layer) as store, torch.enable_grad():
+        logits = model(x.detach().to(model_device(model, x.device)))
         if "activation" not in store:
             raise RuntimeError(f"layer {store['name']!r} was not used in the forward pass.")
         if logits.dim() != 2:
@@ -325,17 +365,23 @@ def _forward_backward(model: nn.Module, x: torch.Tensor, layer,
         s, extra = signal(logits)
         a = store["activation"]
         (g,) = torch.autograd.grad(s.sum(), a)
-    return a.detach(), g.detach(), logits.detach(), extra
+    return a.detach().to(x.device), g.detach().to(x.device), logits.detach(), extra
 
 
 def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Min-max normalise each map of a ``(N, ...)`` batch to ``[0, 1]``.
 
     A flat map (range below ``eps`` times its largest absolute value, or exactly zero, e.g. a
-    map that the ReLU zeroed) becomes all zeros rather than NaN.
+    map that the ReLU zeroed) becomes all zeros rather than NaN. Maps with NaN or infinite
+    values are refused (``ValueError``) rather than silently turned into zeros.
 
     Taught in Part 2, section "Class activation maps".
     """
+    check_finite(maps, "maps")
+    if maps.dim() < 2 or maps.shape[0] == 0:
+        raise ValueError(f"maps must be a non-empty batch shaped (N, ...) with one map per row, got shape "
+                         f"{tuple(maps.shape)}; add a batch dimension with maps.unsqueeze(0).")
+    eps = check_number(eps, "eps", minimum=0.0, strict=False)
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(1, keepdim=True).values
     hi = flat.max(1, keepdim=True).values
@@ -366,7 +412,7 @@ def _target_signal(target):
         if target is None:
             t = logits.detach().argmax(1)
         else:
-            t = _class_indices(target, logits.shape[0], logits.shape[1], "target", logits.device)
+            t = class_indices(target, logits.shape[0], logits.shape[1], "target", logits.device)
         return logits.gather(1, t[:, None]).squeeze(1), t
     return signal
 
@@ -429,7 +475,7 @@ def _contrast_signal(contrast):
         if contrast is None:
             q = logits.detach().topk(2, dim=1).indices[:, 1]
         else:
-            q = _class_indices(contrast, logits.shape[0], logits.shape[1], "contrast", logits.device)
+            q = class_indices(contrast, logits.shape[0], logits.shape[1], "contrast", logits.device)
         # Per-image losses (summed by the caller): each image's gradient is its own loss's
         # gradient, with no 1/N of a batch mean.
         return F.cross_entropy(logits, q, reduction="none"), q

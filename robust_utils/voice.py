@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_fraction, check_images, check_positive_int, model_device
+from ._checks import check_choice, check_eval_model, check_finite, check_fraction, check_positive_int, model_device
 from .config import progress_bar
-from .explanations import _capture, _check_model, normalize_maps
+from .explanations import capture_layer, normalize_maps
+from .gradients import check_model_input
 
 __all__ = [
     "VOICE_METHODS",
@@ -65,6 +66,11 @@ _GCPP_EPS = 1e-6  # the eps of explanations.grad_cam_plus_plus (pytorch-grad-cam
 # Helpers
 # ---------------------------------------------------------------------------------------------
 _model_device = model_device
+
+
+def _check_model(model: nn.Module) -> None:
+    check_eval_model(model, "dropout and batch-norm batch statistics would make the contrastive maps "
+                            "random and mix the images of a batch")
 
 
 def _batched_vjp(logits: torch.Tensor, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -104,7 +110,7 @@ def _maps_for_batch(model: nn.Module, xb: torch.Tensor, layer, method: str,
                     with_explanation: bool):
     """One forward pass: normalised contrastive maps ``(N, C, H, W)``, the explanation of the
     prediction ``(N, H, W)`` (or ``None``) and the prediction ``(N,)``."""
-    with _capture(model, layer) as store, torch.enable_grad():
+    with capture_layer(model, layer) as store, torch.enable_grad():
         logits = model(xb)
         if "activation" not in store:
             raise RuntimeError(f"layer {store['name']!r} was not used in the forward pass.")
@@ -137,7 +143,7 @@ def _maps_for_batch(model: nn.Module, xb: torch.Tensor, layer, method: str,
 
 def _run(model, x, method, layer, batch_size, progress, with_explanation):
     _check_model(model)
-    check_images(x, "x", value_range=None)
+    check_model_input(model, x)
     if not isinstance(method, str):
         raise TypeError(f"method must be a string; choose one of: {', '.join(VOICE_METHODS)}.")
     check_choice(method, "VOICE method", VOICE_METHODS)
@@ -266,9 +272,7 @@ def _check_maps(m, name: str) -> torch.Tensor:
         raise ValueError(f"{name} is an empty batch (N=0); pass at least one map.")
     if not torch.is_floating_point(m):
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {m.dtype}. Use m.float().")
-    if not torch.isfinite(m).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return m
+    return check_finite(m, name)
 
 
 def voice_iou(explanation: torch.Tensor, uncertainty: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:

@@ -365,3 +365,134 @@ def test_registries_document_questions():
     assert E.QUESTIONS["contrast"] == "Why P, rather than Q?"
     for fn in E.METHODS.values():
         assert "Taught in Part 2" in fn.__doc__
+
+
+# --- layers whose output is modified in place afterwards --------------------------------------
+def _not_inplace(model):
+    """A copy with every ``inplace`` flag off: the reference libraries' numbers are right there."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    for mod in ref.modules():
+        if hasattr(mod, "inplace"):
+            mod.inplace = False
+    return ref
+
+
+def _conv_bn_relu_inplace():
+    torch.manual_seed(6)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True),
+                      nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    m[3].running_mean.uniform_(-0.2, 0.2)
+    m[3].running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def inplace_models():
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(7)
+    squeeze = tv.models.squeezenet1_1(weights=None, num_classes=5).eval()
+    resnet = tv.models.resnet18(weights=None, num_classes=5)
+    for mod in resnet.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    return {"sequential": _conv_bn_relu_inplace(), "squeezenet1_1": squeeze, "resnet18": resnet.eval()}
+
+
+# (model, layer): each layer's output is changed in place right after (ReLU(inplace=True))
+INPLACE_CASES = [("sequential", "0"), ("sequential", "3"), ("squeezenet1_1", "features.0"),
+                 ("squeezenet1_1", "features.3.expand3x3"), ("resnet18", "bn1"),
+                 ("resnet18", "layer1.0.bn1")]
+
+
+@pytest.mark.parametrize("which,layer", INPLACE_CASES)
+def test_cams_on_layers_followed_by_inplace_relu_match_captum_and_pytorch_grad_cam(which, layer,
+                                                                                   inplace_models):
+    """Used to raise "a leaf Variable that requires grad is being used in an in-place operation"."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = inplace_models[which]
+    ref_model = _not_inplace(model)
+    torch.manual_seed(8)
+    x = torch.rand(2, 3, 32, 32)
+    target = torch.tensor([1, 3])
+    ours = E.grad_cam(model, x, target, layer=layer)
+    assert ours.flatten(1).std(1).max() > 0                       # a real test: not all maps are flat
+    torch.testing.assert_close(ours, _captum_gradcam(ref_model, x, layer, target), atol=1e-5, rtol=1e-5)
+    module = dict(ref_model.named_modules())[layer]
+    targets = [ClassifierOutputTarget(int(t)) for t in target]
+    with pgc.GradCAM(model=ref_model, target_layers=[module]) as cam:
+        torch.testing.assert_close(ours, torch.from_numpy(cam(x, targets=targets)), atol=1e-4, rtol=0)
+    with pgc.GradCAMPlusPlus(model=ref_model, target_layers=[module]) as cam:
+        torch.testing.assert_close(E.grad_cam_plus_plus(model, x, target, layer=layer),
+                                   torch.from_numpy(cam(x, targets=targets)), atol=1e-4, rtol=0)
+    for method in ("counterfactual", "contrast"):                # same maps as without in-place ops
+        torch.testing.assert_close(E.explain(model, x, method, layer=layer),
+                                   E.explain(ref_model, x, method, layer=layer), atol=1e-6, rtol=0)
+    assert _hooks_empty(model)
+
+
+def test_captured_activation_is_the_layer_output_before_the_inplace_relu(x16):
+    model = _conv_bn_relu_inplace()
+    x = torch.rand(2, 3, 8, 8)
+    with E.capture_layer(model, "0") as store:
+        out = model(x)
+    a = store["activation"]
+    torch.testing.assert_close(a, model[0](x))                   # the convolution's true output ...
+    assert (a < 0).any() and a.requires_grad and a.is_leaf       # ... not the ReLU'd one
+    torch.testing.assert_close(out, _not_inplace(model)(x))      # and the forward pass is unchanged
+    assert _hooks_empty(model)
+
+
+# --- inputs a reader may pass -------------------------------------------------------------------
+def test_numpy_and_0d_tensor_targets_are_accepted(c3lt, x16):
+    np = pytest.importorskip("numpy")
+    ref = E.grad_cam(c3lt, x16, 3)
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.0])
+    for t in (np.argmax(scores), np.int32(3), np.array(3), torch.tensor(3), [np.int64(3)] * 4,
+              np.full(4, 3)):
+        torch.testing.assert_close(E.grad_cam(c3lt, x16, t), ref)
+    torch.testing.assert_close(E.contrast_cam(c3lt, x16, np.int64(3)), E.contrast_cam(c3lt, x16, 3))
+    torch.testing.assert_close(E.gradients(c3lt, x16, np.int64(3)), E.gradients(c3lt, x16, 3))
+    with pytest.raises(TypeError, match="integer class indices.*dtype float64.*astype"):
+        E.grad_cam(c3lt, x16, np.full(4, 3.0))
+    with pytest.raises(TypeError, match="target must be a class index"):
+        E.grad_cam(c3lt, x16, True)
+
+
+def test_float64_images_and_lists_get_clear_messages(c3lt, x16):
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64 but the model's parameters are "
+                                        r"torch.float32; convert the images with x\.float\(\)"):
+        E.grad_cam(c3lt, x16.double())
+    with pytest.raises(TypeError, match=r"torch\.stack\(x\)"):
+        E.grad_cam(c3lt, list(x16))
+    torch.testing.assert_close(E.grad_cam(c3lt.double(), x16.double()).float(), E.grad_cam(c3lt.float(), x16),
+                               atol=1e-4, rtol=0)
+    assert _hooks_empty(c3lt)
+
+
+def test_normalize_maps_refuses_nan_instead_of_returning_zeros():
+    maps = torch.rand(3, 4, 4)
+    maps[1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="maps contains 1 NaN or infinite value"):
+        E.normalize_maps(maps)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        E.normalize_maps(torch.tensor([[0.0, float("inf")]]))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        E.normalize_maps(torch.zeros(0, 4, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        E.normalize_maps(torch.ones(2, 3, dtype=torch.long))
+
+
+def test_smoothgrad_uses_the_shared_seed_check(c3lt, x16):
+    np = pytest.importorskip("numpy")
+    torch.testing.assert_close(E.smoothgrad(c3lt, x16, n_samples=2, seed=np.int64(4)),
+                               E.smoothgrad(c3lt, x16, n_samples=2, seed=4))
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        E.smoothgrad(c3lt, x16, n_samples=2, seed=-1)
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        E.smoothgrad(c3lt, x16, n_samples=2, seed=0.5)

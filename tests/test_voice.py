@@ -271,3 +271,29 @@ def test_cuda_model_cpu_images(x16):
     gpu = V.voice(model.cuda(), x16)
     assert gpu["uncertainty"].device == x16.device
     torch.testing.assert_close(gpu["uncertainty"], cpu["uncertainty"], atol=1e-3, rtol=0)
+
+
+def test_layer_followed_by_inplace_relu_and_dtype_and_dropout_checks(x16):
+    """A conv + BatchNorm + ReLU(inplace=True) stack used to fail with the in-place leaf error."""
+    import copy
+
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.Conv2d(4, 4, 3), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)).eval()
+    ref = copy.deepcopy(model)
+    for mod in ref.modules():
+        if hasattr(mod, "inplace"):
+            mod.inplace = False
+    for layer in ("0", "1", "3"):
+        got, want = V.voice(model, x16, layer=layer), V.voice(ref, x16, layer=layer)
+        for key in ("contrast_maps", "explanation", "uncertainty"):
+            torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+        torch.testing.assert_close(got["contrast_maps"][:, 2],
+                                   E.contrast_cam(ref, x16, 2, layer=layer), atol=1e-5, rtol=0)
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64.*x\.float\(\)"):
+        V.voice(model, x16.double())
+    model[5].train()                                  # dropout left in training mode
+    with pytest.raises(RuntimeError, match=r"training mode \(5\).*call model\.eval\(\)"):
+        V.contrastive_maps(model, x16)
+    assert _hooks_empty(model)
