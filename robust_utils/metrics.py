@@ -76,8 +76,18 @@ def _check_detection(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(pred, labels) -> float:
-    """Fraction of correct predictions. ``pred`` is labels (N,) or logits/probabilities (N, C)."""
-    if isinstance(pred, torch.Tensor) and pred.dim() == 2:
+    """Fraction of correct predictions. ``pred`` is labels (N,) or logits/probabilities (N, C).
+
+    ``pred`` of shape ``(N, 1)`` is refused: it could be labels in a column or the logits of a
+    single class (whose argmax is always 0), so the caller must say which.
+    """
+    if isinstance(pred, torch.Tensor):
+        pred = pred.detach().cpu().numpy()
+    if isinstance(pred, np.ndarray) and pred.ndim == 2:
+        if pred.shape[1] == 1:
+            raise ValueError(f"pred has shape {pred.shape}, which is ambiguous: labels in a column or the "
+                             "scores of a single class? For labels, flatten them with pred.reshape(-1); "
+                             "for logits or probabilities, pass all C >= 2 columns (N, C).")
         pred = pred.argmax(1)
     p = _as_numpy_1d(pred, "pred")
     y = _as_numpy_1d(labels, "labels")

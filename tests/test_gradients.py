@@ -165,3 +165,51 @@ def test_last_layer_factors_match_torch_func_gradient_norm():
     torch.testing.assert_close(f["feature_norm"], m.features(x).norm(dim=1).detach())
     with pytest.raises(TypeError, match="features"):
         G.last_layer_factors(LinearSoftmax().eval(), x)
+
+
+class DropoutNet(nn.Module):
+    """features -> dropout -> head, with ``features``/``head`` as the book's models have."""
+
+    def __init__(self, d=4, c=3):
+        super().__init__()
+        self.body = nn.Linear(d, 8)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(8, c)
+
+    def features(self, x):
+        return self.drop(torch.relu(self.body(x.flatten(1))))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_dropout_submodule_left_in_training_mode_is_refused():
+    """model.eval() then model.drop.train(): used to give a different answer per call (or a vmap error)."""
+    torch.manual_seed(0)
+    m = DropoutNet().eval()
+    m.drop.train()
+    x = torch.rand(5, 1, 2, 2)
+    for call in (lambda: G.per_sample_gradients(m, x), lambda: G.gradient_norms(m, x),
+                 lambda: G.last_layer_factors(m, x), lambda: G.layer_gradient_norms(m, x),
+                 lambda: G.loss_along_gradient(m, x, alphas=[0.1])):
+        with pytest.raises(RuntimeError, match=r"submodules are in training mode \(drop\).*call model\.eval\(\)"):
+            call()
+    m.eval()
+    torch.testing.assert_close(G.gradient_norms(m, x), G.gradient_norms(m, x))
+
+
+def test_lists_float64_and_label_ranges_get_clear_messages():
+    m, x = _setup()
+    with pytest.raises(TypeError, match=r"x is a list of 6 items, not a tensor; stack .* torch\.stack\(x\)"):
+        G.gradient_norms(m, list(x))
+    with pytest.raises(TypeError, match=r"torch\.stack\(x\)"):
+        G.per_sample_gradients(m, tuple(x))
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64 .*x\.float\(\)"):
+        G.gradient_norms(m, x.double())
+    torch.testing.assert_close(G.gradient_norms(m.double(), x.double()).float(), G.gradient_norms(m.float(), x))
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 2\], got values in \[0, 7\]"):
+        G.per_sample_gradients(m, x, torch.tensor([0, 1, 2, 0, 1, 7]), mode="given")
+    with pytest.raises(ValueError, match="x is an empty batch"):
+        G.gradient_norms(m, x[:0])
+    with pytest.raises(TypeError, match="lr must be a number"):
+        G.gradient_descent_path(lambda p: (p ** 2).sum(), (1.0, 1.0), lr="fast")

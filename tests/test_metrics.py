@@ -68,3 +68,16 @@ def test_score_direction_is_declared_and_read():
         score_direction(lambda x: x)
     with pytest.raises(ValueError, match="score direction"):
         declares_direction("sideways")
+
+
+def test_accuracy_refuses_ambiguous_column_predictions():
+    """(N, 1) predictions used to be argmaxed to all zeros: accuracy 0.0 for correct labels."""
+    y = torch.tensor([1, 0, 1])
+    with pytest.raises(ValueError, match=r"pred has shape \(3, 1\), which is ambiguous.*reshape\(-1\)"):
+        M.accuracy(y[:, None], y)
+    with pytest.raises(ValueError, match="ambiguous"):
+        M.accuracy(y[:, None].numpy(), y.numpy())
+    with pytest.raises(ValueError, match=r"labels must be 1-D.*reshape\(-1\)"):
+        M.accuracy(y, y[:, None])
+    assert M.accuracy(y[:, None].reshape(-1), y) == 1.0
+    assert M.accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), y.numpy()) == 1.0
