@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_images, check_positive_int
+from ._checks import check_choice, check_positive_int, check_seed, model_device
+from .gradients import check_model_input
 
 __all__ = ["extract_features", "embed_2d", "EMBEDDINGS"]
 
@@ -25,24 +26,31 @@ def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
     if not hasattr(model, "features"):
         raise TypeError(f"{type(model).__name__} has no .features(x) method; use a model from "
                         "robust_utils.models.")
-    check_images(x, "x", value_range=None)
-    check_positive_int(batch_size, "batch_size")
-    was_training = model.training
+    check_model_input(model, x)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    modes = [(m, m.training) for m in model.modules()]   # restored afterwards, submodule by submodule
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model, x.device)
     try:
         out = [model.features(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     return torch.cat(out)
 
 
 def embed_2d(features, method: str = "isomap", *, n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
     """Embed (N, D) features in 2-D with Isomap, t-SNE or PCA (scikit-learn); returns (N, 2)."""
     check_choice(method, "embedding method", EMBEDDINGS)
+    seed = check_seed(seed)
     f = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
     if f.ndim != 2:
         raise ValueError(f"features must be (N, D), got shape {f.shape}.")
+    if not np.issubdtype(f.dtype, np.number) or np.issubdtype(f.dtype, np.complexfloating):
+        raise TypeError(f"features must be real numbers, got dtype {f.dtype}.")
+    if not np.isfinite(f).all():
+        raise ValueError(f"features contain {int((~np.isfinite(f)).sum())} NaN or infinite value(s); "
+                         "find where they come from before embedding them.")
     n = f.shape[0]
     if n < 3:
         raise ValueError(f"need at least 3 points to embed, got {n}.")

@@ -29,9 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_images, check_labels, check_positive_int
+from ._checks import (check_choice, check_eval_model, check_images, check_labels, check_number,
+                      check_positive_int, check_seed)
 from .config import pick_device, progress_bar, seed_everything
-from .gradients import _check_eval
+from .gradients import check_model_input
 from .training import iterate_minibatches
 
 __all__ = [
@@ -74,7 +75,8 @@ def confounding_loss(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
 
 
 def _check_model(model: nn.Module) -> None:
-    _check_eval(model)
+    check_eval_model(model, "dropout and batch-norm batch statistics would make the introspective "
+                            "features random (a different answer per call)")
     head = getattr(model, "head", None)
     if not callable(getattr(model, "features", None)) or not isinstance(head, nn.Linear):
         raise TypeError(f"{type(model).__name__} needs a features(x) method (penultimate features) and a "
@@ -161,7 +163,7 @@ def introspective_features(model: nn.Module, x: torch.Tensor, *, batch_size: int
     Taught in Part 2, section "Introspective learning".
     """
     _check_model(model)
-    check_images(x, "x")
+    check_model_input(model, x, value_range=(0.0, 1.0))
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice(loss, "loss", LOSSES)
     check_choice(reduce, "reduce", REDUCTIONS)
@@ -314,7 +316,7 @@ class IntrospectiveClassifier:
     def predict_logits(self, x: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """Stage-2 logits ``(N, num_classes)`` of images ``x``, on ``x``'s device."""
         _check_model(self.model)
-        check_images(x, "x")
+        check_model_input(self.model, x, value_range=(0.0, 1.0))
         dev = self.model.head.weight.device
         self.net.to(dev).eval()
         out = []
@@ -439,23 +441,17 @@ def fit_introspective(model: nn.Module, x_train: torch.Tensor, y_train: torch.Te
     Taught in Part 2, section "Introspective learning".
     """
     _check_model(model)
-    x_train = check_images(x_train, "x_train")
+    x_train = check_model_input(model, x_train, "x_train", value_range=(0.0, 1.0))
     num_classes = model.head.out_features
     y_train = check_labels(y_train, n=x_train.shape[0], num_classes=num_classes, name="y_train")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     feature_batch_size = check_positive_int(feature_batch_size, "feature_batch_size")
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise TypeError(f"lr must be a positive number, got {lr!r}.") from None
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
+    lr = check_number(lr, "lr")
     check_choice(reduce, "reduce", REDUCTIONS)
     check_choice(loss, "loss", LOSSES)
     hidden = _check_hidden(hidden)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    seed = check_seed(seed)
     if x_train.shape[0] < 2:
         raise ValueError("fit_introspective needs at least 2 training images (to standardise the features).")
 

@@ -92,3 +92,25 @@ def test_descent_plot_requires_broadcasting_function():
     plt.close(fig)
     with pytest.raises(ValueError, match="broadcast"):
         plotting.descent_plot(lambda p: torch.tensor(1.0), {})
+
+
+def test_extract_features_restores_every_submodule_mode_and_checks_dtype():
+    m = Tiny().eval()
+    m.body[1].train()                      # a mixed state is restored as it was
+    x = torch.rand(4, 1, 4, 4)
+    features.extract_features(m, x)
+    assert not m.training and m.body[1].training and not m.head.training
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64.*x\.float\(\)"):
+        features.extract_features(m, x.double())
+    with pytest.raises(TypeError, match=r"torch\.stack\(x\)"):
+        features.extract_features(m, list(x))
+
+
+def test_embed_2d_refuses_nan_and_checks_seed():
+    f = np.random.default_rng(0).random((6, 3))
+    np.testing.assert_allclose(features.embed_2d(f, "pca", seed=np.int64(1)), features.embed_2d(f, "pca", seed=1))
+    f[2, 1] = np.nan
+    with pytest.raises(ValueError, match="features contain 1 NaN"):
+        features.embed_2d(f, "pca")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        features.embed_2d(f, "pca", seed=-3)

@@ -194,3 +194,24 @@ def test_confounding_loss_values():
     with pytest.raises(ValueError, match="unknown loss"):
         I.confounding_loss(z, "l1")
     assert F.binary_cross_entropy_with_logits(z, torch.ones_like(z), reduction="sum") == I.confounding_loss(z)
+
+
+def test_dropout_left_in_training_mode_float64_and_seed_checks():
+    torch.manual_seed(0)
+    m = MLP(in_features=16, hidden=(8,), num_classes=3, dropout=0.5, mean=0.0, std=1.0).eval()
+    x, y = _separable(12)
+    drop = next(name for name, mod in m.named_modules() if isinstance(mod, torch.nn.Dropout))
+    dict(m.named_modules())[drop].train()        # used to give different features per call
+    with pytest.raises(RuntimeError, match=r"training mode \(" + drop.replace(".", r"\.") + r"\).*model\.eval\(\)"):
+        I.introspective_features(m, x)
+    m.eval()
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64.*x\.float\(\)"):
+        I.introspective_features(m, x.double())
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        I.fit_introspective(m, x, y, epochs=1, seed=-1, progress=False)
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        I.fit_introspective(m, x, y, epochs=1, seed=1.0, progress=False)
+    a = I.fit_introspective(m, x, y, epochs=1, seed=np.int64(2), progress=False, hidden=(4,))
+    b = I.fit_introspective(m, x, y, epochs=1, seed=2, progress=False, hidden=(4,))
+    torch.testing.assert_close(a.predict_logits(x), b.predict_logits(x))
