@@ -25,8 +25,8 @@ all three, plus two black-box explanations built from random interventions.
    Deletion tests *necessity* (a good map makes the probability collapse early: low AUC);
    insertion tests *sufficiency* (a good map brings the probability back early: high AUC).
 
-3. **Structure-wise (Huffman) deletion and insertion** (:func:`structure_deletion`,
-   :func:`structure_insertion`). Humans do not see pixels but structures, so the x-axis becomes
+3. **Structure-wise (Huffman) deletion and insertion** (in :mod:`robust_utils.structure`:
+   ``structure_deletion``, ``structure_insertion``). Humans do not see pixels but structures, so the x-axis becomes
    the *information* the masked image still holds: for each threshold ``t`` of the map, the
    pixels with ``L >= t`` are deleted (or kept), and the bit ratio
 
@@ -34,18 +34,24 @@ all three, plus two black-box explanations built from random interventions.
               \\qquad B(I) = \\sum_{v} h_I(v)\\, \\ell_I(v),
 
    (``h_I`` the histogram of the 8-bit pixel values, ``\\ell_I`` the lengths of the Huffman code
-   built from it, :func:`huffman_code`, :func:`huffman_bits`) is plotted against the accuracy of
+   built from it, ``huffman_code``, ``huffman_bits``) is plotted against the accuracy of
    the masked images. The ideal explanation encodes the most important information in the
    fewest bits.
 
-Random interventions turn into explanations too: :func:`rise` (Petsiuk et al., 2018) averages
-random masks weighted by the class probability of the masked image, and :func:`shape`
+Random interventions turn into explanations too (in :mod:`robust_utils.rise`): ``rise``
+(Petsiuk et al., 2018) averages random masks weighted by the class probability of the masked
+image, and ``shape``
 (Chowdhury et al., 2024) averages the *inverse* masks weighted by the *drop* in probability.
 SHAPE maps look like noise to a human, yet score at least as well as RISE on insertion and
 deletion: the tutorial's warning that an objective metric can be gamed.
 
 Every evaluation returns an :class:`InterventionResult`: per-image ``scores``, the curves, and
-whether higher is better, so that comparisons and confidence intervals are one line away.
+whether higher is better (also as ``result.higher_means``, ``"better"`` or ``"worse"``, the
+vocabulary of :func:`robust_utils.metrics.score_direction`), so that comparisons and confidence
+intervals are one line away. The shared building blocks (:func:`prepare_inputs`,
+:func:`check_maps`, :func:`model_logits`, :func:`target_classes`,
+:func:`batched_probabilities`) are public, so the structure-wise and random-mask evaluations use
+them.
 Everything is batched over images *and* steps: the masked copies are built chunk by chunk and
 sent through the model ``batch_size`` images at a time, with no Python loop over images. Any
 callable that maps ``(B, C, H, W)`` images to ``(B, num_classes)`` logits works as the model.
@@ -54,45 +60,39 @@ Taught in Part 4, "Intervenability at inference".
 """
 from __future__ import annotations
 
-import heapq
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_labels,
-                      check_positive_int)
+from ._checks import (check_choice, check_class_index, check_eval_model, check_fraction, check_images,
+                      check_labels, check_positive_int)
 from .config import progress_bar
+from .metrics import declares_direction
 
 __all__ = [
     "InterventionResult",
     "SUBSTRATES",
-    "DEFAULT_THRESHOLDS",
+    "prepare_inputs",
+    "check_maps",
+    "model_logits",
+    "clean_logits",
+    "target_classes",
+    "batched_probabilities",
     "make_substrate",
     "heatmap_masking",
     "deletion",
     "insertion",
-    "huffman_code",
-    "huffman_bits",
-    "structure_deletion",
-    "structure_insertion",
-    "rise_masks",
-    "rise",
-    "shape",
-    "rise_and_shape",
     "occlude",
     "energy_inside",
 ]
 
 #: Named substrates of :func:`deletion` / :func:`insertion` (a tensor is also accepted).
 SUBSTRATES = ("black", "mean", "blur")
-
-#: Default thresholds of the structure-wise evaluations: 0, 0.1, ..., 1.
-DEFAULT_THRESHOLDS = tuple(i / 10 for i in range(11))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +140,12 @@ class InterventionResult:
                                  f"got {tuple(self.x.shape)}.")
 
     @property
+    def higher_means(self) -> str:
+        """``"better"`` or ``"worse"``: the direction of ``scores``, as
+        :func:`robust_utils.metrics.score_direction` reads it."""
+        return "better" if self.higher_is_better else "worse"
+
+    @property
     def mean(self) -> float:
         """The mean score over the images (the number a results table shows)."""
         return float(self.scores.float().mean())
@@ -172,14 +178,26 @@ def _device(model, x: torch.Tensor) -> torch.device:
     return x.device
 
 
-def _prepare(model, x) -> torch.Tensor:
+def prepare_inputs(model, x) -> torch.Tensor:
+    """Check the model (callable; an ``nn.Module`` in eval mode) and the images ``(N, C, H, W)``.
+
+    Returns the images detached, on the model's device. The first step of every evaluation of
+    :mod:`robust_utils.interventions`, :mod:`robust_utils.structure` and :mod:`robust_utils.rise`.
+
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
+    """
     _check_model(model)
     check_images(x, "x", value_range=None)
     return x.detach().to(_device(model, x))
 
 
-def _check_maps(maps, x: torch.Tensor, name: str = "maps", unit: bool = False) -> torch.Tensor:
-    """``(N, H, W)`` (or ``(N, 1, H, W)``) finite float maps matching ``x``, on its device."""
+def check_maps(maps, x: torch.Tensor, name: str = "maps", unit: bool = False) -> torch.Tensor:
+    """``(N, H, W)`` (or ``(N, 1, H, W)``) finite float maps matching ``x``, on its device.
+
+    With ``unit=True`` the maps must lie in ``[0, 1]`` (to be used as masks).
+
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
+    """
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, H, W), got {type(maps).__name__}.")
     if not torch.is_floating_point(maps):
@@ -209,7 +227,11 @@ def _check_maps(maps, x: torch.Tensor, name: str = "maps", unit: bool = False) -
     return maps.detach().to(device=x.device, dtype=x.dtype)
 
 
-def _logits(model, images: torch.Tensor) -> torch.Tensor:
+def model_logits(model, images: torch.Tensor) -> torch.Tensor:
+    """``model(images)``, checked to be ``(B, num_classes)`` logits with at least two classes.
+
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
+    """
     out = model(images)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != images.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -222,49 +244,69 @@ def _logits(model, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _clean_logits(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([_logits(model, x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+def clean_logits(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of the unmasked images, ``batch_size`` at a time: ``(N, num_classes)``.
+
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
+    """
+    return torch.cat([model_logits(model, x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-def _targets(model, x: torch.Tensor, target, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target classes (default: the prediction) and their probability on the unmasked images."""
-    from .explanations import _class_indices
+def _class_indices(value, n: int, num_classes: int, name: str) -> torch.Tensor:
+    """An int (Python, NumPy or 0-d tensor), a sequence or a (N,) tensor of classes -> (N,) long."""
+    if isinstance(value, torch.Tensor) and value.dim() == 1:
+        idx = value
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Sequence) and not (
+            hasattr(value, "ndim") and getattr(value, "ndim") == 1):
+        idx = torch.full((n,), check_class_index(value, name, num_classes), dtype=torch.long)
+    else:
+        idx = torch.tensor([check_class_index(v, f"each entry of {name}", num_classes) for v in value],
+                           dtype=torch.long)
+    check_labels(idx, n=n, num_classes=num_classes, name=name)
+    return idx.long()
 
-    logits = _clean_logits(model, x, batch_size)
+
+def target_classes(model, x: torch.Tensor, target, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target classes (default: the prediction) and their probability on the unmasked images.
+
+    ``target`` is ``None``, one class index (Python or NumPy integer) for every image, or one
+    per image (a sequence or an ``(N,)`` tensor). Returns ``(classes, probabilities)``, ``(N,)``
+    each, on ``x``'s device.
+
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
+    """
+    logits = clean_logits(model, x, batch_size)
     if target is None:
         t = logits.argmax(1)
     else:
-        t = _class_indices(target, x.shape[0], logits.shape[1], "target", logits.device)
+        t = _class_indices(target, x.shape[0], logits.shape[1], "target").to(logits.device)
     p = logits.softmax(1).gather(1, t[:, None]).squeeze(1)
     return t.to(x.device), p.to(x.device)
 
 
 @torch.no_grad()
-def _chunked(model, n_rows: int, make_rows: Callable[[int, int], tuple], batch_size: int,
-             progress: bool, desc: str, device) -> torch.Tensor:
-    """Run ``make_rows(start, stop) -> (images, classes)`` through the model in chunks.
+def batched_probabilities(model, n_rows: int, make_rows: Callable[[int, int], torch.Tensor],
+                          batch_size: int, progress: bool, desc: str, device) -> torch.Tensor:
+    """Run ``make_rows(start, stop) -> images`` through the model in chunks.
 
     Returns the ``(n_rows, num_classes)`` softmax probabilities of every row, on ``device``.
     Only one chunk of masked images exists at a time, so memory stays ``O(batch_size)``.
+
+    Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     starts = range(0, n_rows, batch_size)
     it = progress_bar(starts, total=len(starts), desc=desc) if progress else starts
     out = []
     for s in it:
         images = make_rows(s, min(s + batch_size, n_rows))
-        out.append(_logits(model, images).softmax(1).to(device))
+        out.append(model_logits(model, images).softmax(1).to(device))
     return torch.cat(out)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}.")
-    return seed
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. Explanation heatmap masking
 # ---------------------------------------------------------------------------------------------
+@declares_direction("better")
 def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, batch_size: int = 512,
                     allow_empty: bool = False) -> InterventionResult:
     """Explanation evaluation by heatmap masking: ``E(Y | S_x)`` with ``S_x = x * map``.
@@ -303,8 +345,8 @@ def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, 
 
     Taught in Part 4, section "Evaluation 1: explanation heatmap masking".
     """
-    x = _prepare(model, x)
-    maps = _check_maps(maps, x, unit=True)
+    x = prepare_inputs(model, x)
+    maps = check_maps(maps, x, unit=True)
     batch_size = check_positive_int(batch_size, "batch_size")
     empty = maps.flatten(1).amax(1) <= 0
     if empty.any() and not allow_empty:
@@ -313,9 +355,9 @@ def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, 
         raise ValueError(f"{len(idx)} map(s) are all zero (images {idx[:10]}{more}): "
                          "masking with them deletes the whole image. Drop those images, or pass "
                          "allow_empty=True to score them anyway.")
-    t, p_clean = _targets(model, x, target, batch_size)
+    t, p_clean = target_classes(model, x, target, batch_size)
     masked = x * maps[:, None]
-    probs = _chunked(model, x.shape[0], lambda s, e: masked[s:e], batch_size, False, "", x.device)
+    probs = batched_probabilities(model, x.shape[0], lambda s, e: masked[s:e], batch_size, False, "", x.device)
     score = probs.gather(1, t[:, None]).squeeze(1)
     drop = (p_clean - score).clamp_min(0) / p_clean.clamp_min(torch.finfo(p_clean.dtype).tiny)
     return InterventionResult("heatmap_masking", True, score, None, None,
@@ -388,8 +430,8 @@ def make_substrate(x: torch.Tensor, substrate="black", *, blur_sigma: float = 5.
 
 def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
                   mode: str) -> InterventionResult:
-    x = _prepare(model, x)
-    maps = _check_maps(maps, x)
+    x = prepare_inputs(model, x)
+    maps = check_maps(maps, x)
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
     base = make_substrate(x, substrate, blur_sigma=blur_sigma)
@@ -397,7 +439,7 @@ def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_si
     hw = h * w
     if steps > hw:
         raise ValueError(f"steps={steps} is more than the {hw} pixels of an image; use at most {hw}.")
-    t, p_clean = _targets(model, x, target, batch_size)
+    t, p_clean = target_classes(model, x, target, batch_size)
     flat = maps.reshape(n, hw)
     is_flat = flat.amax(1) == flat.amin(1)
     if is_flat.any():
@@ -420,7 +462,7 @@ def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_si
         changed = (rank[i] < counts[k][:, None]).view(-1, 1, h, w)
         return torch.where(changed, base[i], x[i]) if deleting else torch.where(changed, x[i], base[i])
 
-    probs = _chunked(model, n * steps, make_rows, batch_size, progress, mode, x.device)
+    probs = batched_probabilities(model, n * steps, make_rows, batch_size, progress, mode, x.device)
     moved = probs.gather(1, t.repeat_interleave(steps)[:, None]).view(n, steps)
     clean = p_clean.to(moved.dtype)[:, None]
     curves = torch.cat([clean, moved], 1) if deleting else torch.cat([moved, clean], 1)
@@ -433,6 +475,7 @@ def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_si
                                "pixels": counts, "flat_maps": is_flat})
 
 
+@declares_direction("worse")
 def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: int = 28,
              substrate="black", blur_sigma: float = 5.0, batch_size: int = 512,
              progress: bool = False) -> InterventionResult:
@@ -485,6 +528,7 @@ def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: 
                          "deletion")
 
 
+@declares_direction("better")
 def insertion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: int = 28,
               substrate="blur", blur_sigma: float = 5.0, batch_size: int = 512,
               progress: bool = False) -> InterventionResult:
@@ -508,523 +552,6 @@ def insertion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps:
     return _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
                          "insertion")
 
-
-# ---------------------------------------------------------------------------------------------
-# 3. Structure-wise (Huffman) deletion and insertion
-# ---------------------------------------------------------------------------------------------
-def _histogram_items(histogram) -> list[tuple[int, float]]:
-    """``[(symbol, count), ...]`` with positive counts, from a mapping or a 1-D sequence."""
-    if isinstance(histogram, Mapping):
-        items = list(histogram.items())
-    else:
-        if isinstance(histogram, torch.Tensor):
-            histogram = histogram.detach().cpu()
-            if histogram.dim() != 1:
-                raise ValueError(f"histogram must be 1-D (one count per symbol), got shape "
-                                 f"{tuple(histogram.shape)}.")
-            histogram = histogram.tolist()
-        elif hasattr(histogram, "tolist") and hasattr(histogram, "ndim"):  # numpy
-            if histogram.ndim != 1:
-                raise ValueError(f"histogram must be 1-D (one count per symbol), got {histogram.ndim}-D.")
-            histogram = histogram.tolist()
-        if isinstance(histogram, (str, bytes)) or not isinstance(histogram, Sequence):
-            raise TypeError("histogram must be a sequence of counts (index = symbol) or a mapping "
-                            f"symbol -> count, got {type(histogram).__name__}.")
-        items = list(enumerate(histogram))
-    out = []
-    for s, cnt in items:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"histogram symbols must be ints, got {s!r}.")
-        if isinstance(cnt, bool) or not isinstance(cnt, (int, float)) or not math.isfinite(cnt):
-            raise TypeError(f"the count of symbol {s} must be a finite number, got {cnt!r}.")
-        if cnt < 0:
-            raise ValueError(f"the count of symbol {s} is negative ({cnt}); counts must be >= 0.")
-        if cnt > 0:
-            out.append((s, cnt))
-    if not out:
-        raise ValueError("histogram is empty or all zero: there is no symbol to encode.")
-    return sorted(out)
-
-
-def huffman_code(histogram) -> dict[int, str]:
-    """A Huffman code (Huffman, 1952) for symbols with the given counts.
-
-    The two least frequent subtrees are merged until one tree is left; the first of the pair
-    gets the bit ``0``, the second ``1``. Ties are broken deterministically (by the smallest
-    symbol for leaves, then by creation order for merged subtrees), so the same histogram
-    always gives the same code. The code is prefix-free and optimal: its mean length ``L``
-    satisfies ``H <= L < H + 1`` for the entropy ``H`` of the histogram in bits. A histogram
-    with a single symbol gets the one-bit code ``"0"`` (a code needs at least one bit per
-    symbol).
-
-    Parameters
-    ----------
-    histogram : sequence, 1-D tensor/array, or mapping
-        Counts per symbol (index = symbol), or ``{symbol: count}``. Zero counts are skipped.
-
-    Returns
-    -------
-    dict[int, str]
-        Symbol -> code word, for the symbols with a positive count.
-
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
-    """
-    items = _histogram_items(histogram)
-    if len(items) == 1:
-        return {items[0][0]: "0"}
-    heap = [(cnt, order, s) for order, (s, cnt) in enumerate(items)]
-    heapq.heapify(heap)
-    children: dict[int, tuple[int, int]] = {}
-    next_id = len(items)
-    leaf_symbol = {order: s for order, (s, _) in enumerate(items)}
-    while len(heap) > 1:
-        c0, i0, _ = heapq.heappop(heap)
-        c1, i1, _ = heapq.heappop(heap)
-        children[next_id] = (i0, i1)
-        heapq.heappush(heap, (c0 + c1, next_id, -1))
-        next_id += 1
-    code: dict[int, str] = {}
-    stack = [(heap[0][1], "")]
-    while stack:
-        node, prefix = stack.pop()
-        if node in children:
-            left, right = children[node]
-            stack.append((right, prefix + "1"))
-            stack.append((left, prefix + "0"))
-        else:
-            code[leaf_symbol[node]] = prefix
-    return dict(sorted(code.items()))
-
-
-def _quantise(images) -> torch.Tensor:
-    """``(N, ...)`` uint8 or [0, 1] float images -> ``(N, P)`` long pixel values in 0..255."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (N, ...), got {type(images).__name__}.")
-    if images.dim() < 2 or images.shape[0] == 0 or images[0].numel() == 0:
-        raise ValueError(f"images must be a non-empty batch shaped (N, ...) with N first, got shape "
-                         f"{tuple(images.shape)}; add a batch dimension with unsqueeze(0).")
-    if images.dtype == torch.uint8:
-        return images.reshape(images.shape[0], -1).long()
-    if not torch.is_floating_point(images):
-        raise TypeError(f"images must be uint8 (0..255) or float in [0, 1], got dtype {images.dtype}.")
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values.")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -1e-4 or hi > 1 + 1e-4:
-        raise ValueError(f"float images must lie in [0, 1] (they are quantised to 8 bits as "
-                         f"round(255 x)), got values in [{lo:.3g}, {hi:.3g}].")
-    return (images.reshape(images.shape[0], -1) * 255).round().clamp(0, 255).long()
-
-
-def _histograms(q: torch.Tensor) -> torch.Tensor:
-    counts = torch.zeros(q.shape[0], 256, dtype=torch.long, device=q.device)
-    return counts.scatter_add_(1, q, torch.ones_like(q))
-
-
-def _huffman_cost(counts: torch.Tensor) -> torch.Tensor:
-    """Total Huffman code length of each row of ``(B, K)`` counts, batched over rows.
-
-    The cost of a Huffman code equals the sum of the weights of its merged nodes, so the
-    merges of all rows run together: each step merges the two smallest weights of every row
-    that still has two subtrees. A single-symbol row costs one bit per symbol.
-    """
-    nnz = (counts > 0).sum(1)
-    total = counts.sum(1)
-    sentinel = torch.iinfo(torch.long).max // 4
-    w = torch.where(counts > 0, counts, torch.full_like(counts, sentinel))
-    cost = torch.zeros_like(total)
-    for _ in range(max(int(nnz.max()) - 1, 0)):
-        vals, idx = torch.topk(w, 2, dim=1, largest=False)
-        a, b = vals[:, 0], vals[:, 1]
-        active = b < sentinel
-        merged = a + b
-        cost += torch.where(active, merged, torch.zeros_like(merged))
-        w.scatter_(1, idx[:, :1], torch.where(active, merged, a)[:, None])
-        w.scatter_(1, idx[:, 1:], torch.where(active, torch.full_like(b, sentinel), b)[:, None])
-    return torch.where(nnz == 1, total, cost)
-
-
-def huffman_bits(images, code: Mapping[int, str] | None = None) -> torch.Tensor:
-    """Number of bits needed to Huffman-encode each image's 8-bit pixels.
-
-    Pixels are quantised to 8 bits (``round(255 x)`` for float images in ``[0, 1]``; uint8 as
-    is). With ``code=None`` each image gets its own optimal code, built from its own
-    histogram (as :func:`huffman_code` would: every Huffman code of a histogram has the same
-    total length), and the result is ``sum_v h(v) len(code(v))``; all channels are pooled. The
-    lengths are computed for the whole batch at once. The code table itself is not counted,
-    and a constant image costs one bit per pixel (a code word has at least one bit).
-
-    Parameters
-    ----------
-    images : torch.Tensor
-        ``(N, ...)``, uint8 or float in ``[0, 1]``.
-    code : dict[int, str], optional
-        A fixed code (e.g. ``huffman_code`` of a reference histogram) used for every image; it
-        must have a word for every pixel value that occurs.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(N,)`` int64 bit counts.
-
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
-    """
-    q = _quantise(images)
-    counts = _histograms(q)
-    if code is None:
-        return _huffman_cost(counts)
-    if not isinstance(code, Mapping) or not code:
-        raise TypeError("code must be a non-empty dict symbol -> code word, e.g. huffman_code(histogram).")
-    lengths = torch.full((256,), -1, dtype=torch.long)
-    for s, word in code.items():
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 255:
-            raise ValueError(f"code symbols must be 8-bit pixel values 0..255, got {s!r}.")
-        if not isinstance(word, str) or not word or set(word) - {"0", "1"}:
-            raise ValueError(f"the code word of symbol {s} must be a non-empty string of 0s and 1s, "
-                             f"got {word!r}.")
-        lengths[s] = len(word)
-    lengths = lengths.to(counts.device)
-    missing = ((counts > 0) & (lengths < 0)).any(0).nonzero().flatten().tolist()
-    if missing:
-        raise ValueError(f"the code has no word for pixel value(s) {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}, which occur in the images; build it "
-                         "from a histogram that includes them (or use code=None).")
-    return (counts * lengths.clamp_min(0)).sum(1)
-
-
-def _check_thresholds(thresholds, device, dtype) -> torch.Tensor:
-    try:
-        t = torch.as_tensor(thresholds if not isinstance(thresholds, torch.Tensor)
-                            else thresholds.detach().cpu(), dtype=torch.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"thresholds must be a sequence of numbers in [0, 1], got {thresholds!r}.") from None
-    if t.dim() == 0:
-        t = t[None]
-    if t.dim() != 1 or t.numel() == 0:
-        raise ValueError(f"thresholds must be a non-empty 1-D sequence, got shape {tuple(t.shape)}.")
-    if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
-        raise ValueError(f"thresholds must lie in [0, 1] (the maps are normalised to [0, 1]), got "
-                         f"{[round(v, 4) for v in t.tolist()]}.")
-    return t.to(device=device, dtype=dtype)
-
-
-def _structure(model, x, y, maps, thresholds, batch_size, progress, mode: str) -> InterventionResult:
-    x = _prepare(model, x)
-    n, c, h, w = x.shape
-    check_images(x, "x", value_range=(0.0, 1.0))
-    check_labels(y, n=n, name="y")
-    y = y.to(x.device)
-    maps = _check_maps(maps, x, unit=True)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds, x.device, x.dtype)
-    n_t = thr.numel()
-    clean = _clean_logits(model, x, batch_size)
-    if int(y.max()) >= clean.shape[1] or int(y.min()) < 0:
-        raise ValueError(f"y must lie in [0, {clean.shape[1] - 1}] (the model has {clean.shape[1]} "
-                         f"classes), got values in [{int(y.min())}, {int(y.max())}].")
-    clean_correct = (clean.argmax(1).to(x.device) == y).to(x.dtype)
-    deleting = mode == "structure_deletion"
-    bits_masked = torch.empty(n * n_t, dtype=torch.long, device=x.device)
-
-    def make_rows(s: int, e: int) -> torch.Tensor:
-        r = torch.arange(s, e, device=x.device)
-        i, k = r // n_t, r % n_t
-        sel = (maps[i] >= thr[k][:, None, None])[:, None]          # (B, 1, H, W)
-        keep = ~sel if deleting else sel
-        masked = x[i] * keep.to(x.dtype)
-        bits_masked[s:e] = huffman_bits(masked.clamp(0, 1))
-        return masked
-
-    probs = _chunked(model, n * n_t, make_rows, batch_size, progress, mode, x.device)
-    probs = probs.view(n, n_t, -1)
-    correct = (probs.argmax(2) == y[:, None]).to(x.dtype)
-    p_true = probs.gather(2, y[:, None, None].expand(n, n_t, 1)).squeeze(2)
-    bits0 = huffman_bits(x.clamp(0, 1))
-    ratio = bits_masked.view(n, n_t).to(x.dtype) / bits0[:, None].to(x.dtype)
-    accuracy = correct.mean(0)
-    mean_ratio = ratio.mean(0)
-    # Per-image score: area under correctness vs the image's own bit ratio; the summary area:
-    # accuracy vs mean bit ratio (the slides' plot), both by the trapezoid rule in ratio order.
-    o = ratio.argsort(dim=1, stable=True)
-    scores = torch.trapezoid(correct.gather(1, o), ratio.gather(1, o), dim=1)
-    om = mean_ratio.argsort(dim=0, stable=True)
-    area = float(torch.trapezoid(accuracy[om], mean_ratio[om])) if n_t > 1 else 0.0
-    return InterventionResult(mode, not deleting, scores, correct, thr,
-                              {"bit_ratio": ratio, "accuracy": accuracy, "mean_bit_ratio": mean_ratio,
-                               "area": area, "probability": p_true, "bits": bits_masked.view(n, n_t),
-                               "bits_original": bits0, "accuracy_unmasked": float(clean_correct.mean())})
-
-
-def structure_deletion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, *,
-                       thresholds=None, batch_size: int = 512, progress: bool = False) -> InterventionResult:
-    """Structure-wise deletion: accuracy against the Huffman bits left after deleting a region.
-
-    For each threshold ``t``, every pixel whose map value is ``>= t`` is deleted (set to 0, all
-    channels), the masked images are classified, and the information that is left is measured
-    as the bit ratio ``huffman_bits(masked) / huffman_bits(original)`` (each image encoded
-    with its own Huffman code, :func:`huffman_bits`). The slides plot, one point per
-    threshold, the accuracy over all images (y-axis) against the ratio (x-axis; smaller =
-    fewer bits), one curve per explanation method. A good explanation puts the decisive
-    structure in few bits, so deleting it costs accuracy while most of the bits remain: the
-    accuracy curve stays **low** (a lower area is better).
-
-    Implemented from the tutorial's slides: no public code exists for the structure-wise
-    evaluation. Two choices are ours. (1) The slides' step-by-step text for deletion reads
-    "delete (mask) all the pixels in the original image below the threshold"; we delete the
-    pixels *at or above* it, so that structure-wise deletion removes what the explanation
-    marks important, like pixel-wise deletion; the slides' wording is what
-    :func:`structure_insertion` does. (2) The x-axis is the mean over images of the per-image
-    bit ratios. Note that a constant (fully deleted) image still costs one bit per pixel, so
-    the ratio does not reach 0.
-
-    Parameters
-    ----------
-    model : callable
-        Images -> logits; an ``nn.Module`` must be in eval mode.
-    x : torch.Tensor
-        Images ``(N, C, H, W)`` in ``[0, 1]`` (they are quantised to 8 bits for the code).
-    y : torch.Tensor
-        ``(N,)`` ground-truth labels: the y-axis is accuracy.
-    maps : torch.Tensor
-        ``(N, H, W)`` explanations in ``[0, 1]`` (e.g. min-max normalised CAMs).
-    thresholds : sequence of float in [0, 1], optional
-        Default :data:`DEFAULT_THRESHOLDS` (0, 0.1, ..., 1).
-    batch_size : int, default 512
-    progress : bool, default False
-
-    Returns
-    -------
-    InterventionResult
-        ``name="structure_deletion"``, ``higher_is_better=False``; ``curves`` = per-image
-        correctness ``(N, T)`` (1.0 or 0.0) at ``x`` = the thresholds ``(T,)``; ``scores``
-        ``(N,)`` = the area under an image's correctness against its own bit ratio
-        (trapezoid, in ratio order);
-        ``extra``: ``"bit_ratio"`` ``(N, T)`` = bits(masked) / bits(original),
-        ``"accuracy"`` ``(T,)``, ``"mean_bit_ratio"`` ``(T,)``, ``"area"`` = the area under
-        accuracy against mean bit ratio (the slides' plot; over the measured points only, no
-        extrapolation to 0 or 1), ``"probability"`` ``(N, T)`` of the true class, ``"bits"``
-        ``(N, T)``, ``"bits_original"`` ``(N,)``, ``"accuracy_unmasked"``.
-
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
-    """
-    return _structure(model, x, y, maps, thresholds, batch_size, progress, "structure_deletion")
-
-
-def structure_insertion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, *,
-                        thresholds=None, batch_size: int = 512, progress: bool = False) -> InterventionResult:
-    """Structure-wise insertion: accuracy against the Huffman bits of the region kept.
-
-    For each threshold ``t``, only the pixels whose map value is ``>= t`` are kept (the others
-    are set to 0: "delete all the pixels below the threshold", the slides' Step 1), the masked
-    images are classified, and the bit ratio ``huffman_bits(masked) / huffman_bits(original)``
-    measures how much information was inserted. The slides plot the accuracy over all images
-    against the ratio, one point per threshold. Ideal: the explanation encodes the most
-    important information in the fewest bits, so accuracy is already high at a small ratio (a
-    higher area is better). The slides warn that this can reward causal, even adversarial,
-    explanations that ignore the context.
-
-    Implemented from the tutorial's slides: no public code exists; see
-    :func:`structure_deletion` for the choices made.
-
-    Parameters
-    ----------
-    model : callable
-        Images -> logits; an ``nn.Module`` must be in eval mode.
-    x : torch.Tensor
-        Images ``(N, C, H, W)`` in ``[0, 1]`` (they are quantised to 8 bits for the code).
-    y : torch.Tensor
-        ``(N,)`` ground-truth labels: the y-axis is accuracy.
-    maps : torch.Tensor
-        ``(N, H, W)`` explanations in ``[0, 1]`` (e.g. min-max normalised CAMs).
-    thresholds : sequence of float in [0, 1], optional
-        Default :data:`DEFAULT_THRESHOLDS` (0, 0.1, ..., 1).
-    batch_size : int, default 512
-    progress : bool, default False
-
-    Returns
-    -------
-    InterventionResult
-        ``name="structure_insertion"``, ``higher_is_better=True``; ``curves`` = per-image
-        correctness ``(N, T)`` (1.0 or 0.0) at ``x`` = the thresholds ``(T,)``; ``scores``
-        ``(N,)`` = the area under an image's correctness against its own bit ratio
-        (trapezoid, in ratio order);
-        ``extra``: ``"bit_ratio"`` ``(N, T)`` = bits(masked) / bits(original),
-        ``"accuracy"`` ``(T,)``, ``"mean_bit_ratio"`` ``(T,)``, ``"area"`` = the area under
-        accuracy against mean bit ratio (the slides' plot; over the measured points only, no
-        extrapolation to 0 or 1), ``"probability"`` ``(N, T)`` of the true class, ``"bits"``
-        ``(N, T)``, ``"bits_original"`` ``(N,)``, ``"accuracy_unmasked"``.
-
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
-    """
-    return _structure(model, x, y, maps, thresholds, batch_size, progress, "structure_insertion")
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. Random interventions as explanations: RISE and SHAPE
-# ---------------------------------------------------------------------------------------------
-def _mask_params(n_masks, size, grid, p_keep, seed):
-    n_masks = check_positive_int(n_masks, "n_masks")
-    grid = check_positive_int(grid, "grid")
-    p_keep = check_fraction(p_keep, "p_keep", inclusive=False)
-    seed = _check_seed(seed)
-    if (not isinstance(size, Sequence) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise ValueError(f"size must be (H, W), two positive ints, got {size!r}.")
-    return n_masks, tuple(size), grid, p_keep, seed
-
-
-def _draw_masks(n_masks, size, grid, p_keep, seed):
-    """The random part of the masks (binary grids and shifts), drawn on the CPU from ``seed``."""
-    h, w = size
-    ch, cw = math.ceil(h / grid), math.ceil(w / grid)
-    gen = torch.Generator().manual_seed(seed)
-    cells = (torch.rand(n_masks, grid, grid, generator=gen) < p_keep).float()
-    dx = torch.randint(0, ch, (n_masks,), generator=gen)
-    dy = torch.randint(0, cw, (n_masks,), generator=gen)
-    return cells, dx, dy, (ch, cw)
-
-
-def _upsample_masks(cells, dx, dy, cell, size, grid, device, dtype) -> torch.Tensor:
-    """Bilinearly upsample ``(m, g, g)`` grids to ``(g + 1) * cell`` and crop ``H x W`` at the shifts."""
-    h, w = size
-    ch, cw = cell
-    up = F.interpolate(cells[:, None].to(device=device, dtype=dtype), size=((grid + 1) * ch, (grid + 1) * cw),
-                       mode="bilinear", align_corners=False)[:, 0]
-    rows = dx.to(device)[:, None] + torch.arange(h, device=device)
-    cols = dy.to(device)[:, None] + torch.arange(w, device=device)
-    m = torch.arange(up.shape[0], device=device)
-    # clamp: bilinear weights can overshoot 1 by a rounding error.
-    return up[m[:, None, None], rows[:, :, None], cols[:, None, :]].clamp_(0, 1)
-
-
-def rise_masks(n_masks: int, size: tuple[int, int], *, grid: int = 8, p_keep: float = 0.5,
-               seed: int = 0, device="cpu", dtype=torch.float32) -> torch.Tensor:
-    """RISE's random smooth masks (Petsiuk et al., 2018).
-
-    Each mask starts as a ``grid x grid`` binary grid whose cells are 1 with probability
-    ``p_keep``, is upsampled bilinearly to ``(grid + 1) * ceil(H / grid)`` pixels a side, and is
-    cropped to ``H x W`` at a random shift of less than one cell, so that the soft edges fall
-    anywhere. Drawn from a private :class:`torch.Generator` seeded with ``seed`` (on the CPU, so
-    the masks do not depend on the device): deterministic, and the global random state is
-    untouched. :func:`rise` and :func:`shape` use exactly these masks.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(n_masks, H, W)`` in ``[0, 1]``.
-
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
-    """
-    n_masks, size, grid, p_keep, seed = _mask_params(n_masks, size, grid, p_keep, seed)
-    cells, dx, dy, cell = _draw_masks(n_masks, size, grid, p_keep, seed)
-    return _upsample_masks(cells, dx, dy, cell, size, grid, torch.device(device), dtype)
-
-
-def _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress,
-                     kind: str) -> torch.Tensor:
-    x = _prepare(model, x)
-    n, c, h, w = x.shape
-    n_masks, size, grid, p_keep, seed = _mask_params(n_masks, (h, w), grid, p_keep, seed)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    t, p_clean = _targets(model, x, target, batch_size)
-    cells, dx, dy, cell = _draw_masks(n_masks, size, grid, p_keep, seed)
-    img_chunk = min(n, batch_size)
-    per_chunk = max(1, batch_size // img_chunk)            # masks per forward pass
-    sal = torch.zeros(n, h, w, device=x.device, dtype=x.dtype)
-    sal2 = torch.zeros_like(sal)
-    starts = range(0, n_masks, per_chunk)
-    desc = {"rise": "RISE", "shape": "SHAPE", "both": "RISE + SHAPE"}[kind]
-    it = progress_bar(starts, total=len(starts), desc=desc) if progress else starts
-    with torch.no_grad():
-        for s in it:
-            e = min(s + per_chunk, n_masks)
-            masks = _upsample_masks(cells[s:e], dx[s:e], dy[s:e], cell, size, grid, x.device, x.dtype)
-            for i in range(0, n, img_chunk):
-                xi, ti = x[i:i + img_chunk], t[i:i + img_chunk]
-                masked = (masks[:, None, None] * xi[None]).reshape(-1, c, h, w)   # (m * b, C, H, W)
-                p = _logits(model, masked).softmax(1).view(e - s, xi.shape[0], -1)
-                p = p.gather(2, ti.view(1, -1, 1).expand(e - s, -1, 1)).squeeze(2).to(x.dtype)  # (m, b)
-                if kind in ("rise", "both"):
-                    sal[i:i + img_chunk] += torch.einsum("mb,mhw->bhw", p, masks)
-                if kind in ("shape", "both"):
-                    drop = p_clean[i:i + img_chunk].to(x.dtype)[None] - p
-                    sal2[i:i + img_chunk] += torch.einsum("mb,mhw->bhw", drop, 1 - masks)
-    if kind == "both":
-        return sal / (n_masks * p_keep), sal2 / (n_masks * (1 - p_keep))
-    return sal / (n_masks * p_keep) if kind == "rise" else sal2 / (n_masks * (1 - p_keep))
-
-
-def rise(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
-         p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-         progress: bool = False) -> torch.Tensor:
-    """RISE saliency (Petsiuk et al., 2018): random masks weighted by the class probability.
-
-    .. math::  S_c(x) = \\frac{1}{N p} \\sum_{i=1}^{N} f_c(x \\odot M_i)\\, M_i,
-
-    with ``N`` random masks from :func:`rise_masks` (the same masks for every image), keep
-    probability ``p`` and ``f_c`` the softmax probability of the target class. A black-box
-    method: only forward passes, ``n_masks * N`` masked images evaluated ``batch_size`` at a
-    time. "Instead of causal deletion, RISE deletes randomly."
-
-    Parameters
-    ----------
-    model : callable
-        Images -> logits; an ``nn.Module`` must be in eval mode.
-    x : torch.Tensor
-        Images ``(N, C, H, W)``.
-    target : None, int, sequence of int or (N,) tensor
-        Class to explain; ``None`` = the prediction.
-    n_masks : int, default 2000
-    grid : int, default 8
-        Cells per side of the random grid.
-    p_keep : float in (0, 1), default 0.5
-    seed : int, default 0
-    batch_size : int, default 512
-        Masked images per forward pass.
-    progress : bool, default False
-
-    Returns
-    -------
-    torch.Tensor
-        ``(N, H, W)`` raw saliency (not normalised; its expectation at each pixel is the mean
-        probability of the class when that pixel is kept). Use
-        :func:`robust_utils.explanations.normalize_maps` for display or heatmap masking.
-
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
-    """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "rise")
-
-
-def shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
-          p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-          progress: bool = False) -> torch.Tensor:
-    """SHAPE saliency (Chowdhury et al., 2024): the drop in probability, weighted by inverse masks.
-
-    .. math::  S_c(x) = \\frac{1}{N (1 - p)} \\sum_{i=1}^{N}
-               \\big(f_c(x) - f_c(x \\odot M_i)\\big)\\,(1 - M_i),
-
-    the same random masks as :func:`rise`, but each mask's weight is how much the class
-    probability *fell* and it is spread over the pixels the mask *removed*. SHAPE maps look
-    like noise to a human, yet existing insertion/deletion metrics score them at least as well
-    as RISE (published on ImageNet, ResNet-50: insertion/deletion .771/.104 against RISE's
-    .769/.091): the tutorial's example of an objective metric that can be gamed. Parameters
-    and returns as in :func:`rise`.
-
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
-    """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "shape")
-
-
-def rise_and_shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
-                   p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rise` and :func:`shape` from the same masked forward passes (half the cost).
-
-    Returns ``(rise_map, shape_map)``, equal to the two separate calls with the same arguments.
-
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
-    """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "both")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1059,6 +586,7 @@ def occlude(x: torch.Tensor, points, *, size: int = 7, value: float = 0.0) -> to
     return out
 
 
+@declares_direction("better")
 def energy_inside(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """Fraction of each map's total mass that falls inside a region (N,): 1 = all on the region.
 
@@ -1066,17 +594,51 @@ def energy_inside(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     background) this is an "energy-based pointing game": a plausibility measure of a map that
     needs no network. A map of zeros gives 0.
 
+    Parameters
+    ----------
+    maps : Tensor (N, H, W)
+        Non-negative, finite maps (float or integer).
+    regions : Tensor (N, H, W)
+        Boolean masks, or 0/1 masks of any dtype; any other value (e.g. a label image with 5)
+        raises, since it would weight pixels instead of selecting them.
+
+    Returns
+    -------
+    Tensor (N,)
+        float32 fractions in ``[0, 1]``.
+
     Taught in Part 4, section "Dangers of incomplete interventions".
     """
     if not isinstance(maps, torch.Tensor) or maps.dim() != 3:
         raise ValueError(f"maps must be a (N, H, W) tensor, got "
                          f"{tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}.")
+    if maps.shape[0] == 0:
+        raise ValueError("maps is an empty batch (N=0); pass at least one map.")
+    if maps.is_complex() or maps.dtype == torch.bool:
+        raise TypeError(f"maps must be real-valued (float or integer) maps, got dtype {maps.dtype}.")
     if not isinstance(regions, torch.Tensor) or regions.shape != maps.shape:
         raise ValueError(f"regions must be a (N, H, W) tensor shaped like maps {tuple(maps.shape)}; "
                          "squeeze the channel axis of a (N, 1, H, W) mask first.")
-    if (maps < 0).any():
+    m = maps.detach().float()
+    bad = ~torch.isfinite(m)
+    if bad.any():
+        rows = bad.flatten(1).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"maps contain NaN or infinite values (maps {rows[:10]}"
+                         f"{' ...' if len(rows) > 10 else ''}); a min-max normalisation of a constant "
+                         "map divides by zero. Recompute them, or replace the values with "
+                         "torch.nan_to_num(maps, nan=0.0) if an empty map is meant.")
+    if (m < 0).any():
         raise ValueError("maps must be non-negative (min-max normalise them first).")
-    m = maps.float()
+    if regions.dtype != torch.bool:
+        if regions.is_complex():
+            raise TypeError(f"regions must be a boolean or 0/1 mask, got dtype {regions.dtype}.")
+        r = regions.detach()
+        if not ((r == 0) | (r == 1)).all():
+            vals = torch.unique(r[(r != 0) & (r != 1)])[:5].tolist()
+            raise ValueError(f"regions must be a boolean or 0/1 mask, got other values {vals}; "
+                             "build it with a comparison (e.g. x[:, 0] > 0.05, or labels == k).")
+    inside_mask = regions.to(device=m.device, dtype=torch.bool)
     total = m.flatten(1).sum(1)
-    inside = (m * regions.to(m.dtype)).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+    inside = (m * inside_mask).flatten(1).sum(1)
+    frac = torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+    return frac.clamp_(0.0, 1.0)
