@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._checks import check_labels, check_positive_int, check_probabilities
+from ._checks import check_finite, check_labels, check_positive_int, check_probabilities
 
 __all__ = [
     "expected_calibration_error",
@@ -37,6 +37,10 @@ _DATA_KEYS = ("edges", "centers", "accuracy", "confidence", "counts", "ece")
 def _bin_statistics(probs, labels, n_bins: int):
     """Validate, bin, and return (edges, counts, acc_sum, conf_sum, n) as float64 numpy arrays."""
     n_bins = check_positive_int(n_bins, "n_bins")
+    if isinstance(probs, np.ndarray):
+        raise TypeError("probs must be a torch.Tensor, got a NumPy array; convert with torch.from_numpy(probs).")
+    if isinstance(probs, torch.Tensor) and torch.is_floating_point(probs):
+        check_finite(probs, "probs")
     probs = check_probabilities(probs, "probs")
     if probs.dim() != 2:
         raise ValueError(f"probs must have shape (N, num_classes), got {tuple(probs.shape)}. "

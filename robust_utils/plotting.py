@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ._checks import check_positive_int
+
 __all__ = [
     "show_images",
     "image_table",
@@ -41,7 +43,7 @@ def show_images(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
         raise ValueError("no images to show.")
     if titles is not None and len(titles) != n:
         raise ValueError(f"got {n} images but {len(titles)} titles.")
-    ncols = max(1, min(ncols, n))
+    ncols = min(check_positive_int(ncols, "ncols"), n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -150,11 +152,20 @@ def overlaid_histograms(values: Mapping[str, Sequence[float]], *, bins: int = 40
     """Overlaid, density-normalised histograms of several score distributions."""
     if not values:
         raise ValueError("values is empty: pass a mapping name -> scores.")
-    arrays = {k: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=float)
+    bins = check_positive_int(bins, "bins")
+    arrays = {k: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=float).ravel()
               for k, v in values.items()}
+    for k, v in arrays.items():
+        if v.size == 0:
+            raise ValueError(f"values[{k!r}] is empty; pass at least one score per distribution.")
+        if not np.isfinite(v).all():
+            raise ValueError(f"values[{k!r}] contains {int((~np.isfinite(v)).sum())} NaN or infinite "
+                             "score(s); find where they come from before plotting.")
     allv = np.concatenate(list(arrays.values()))
     if log:
         allv = allv[allv > 0]
+        if allv.size == 0:
+            raise ValueError("no score is > 0, so there is nothing to show on a log axis; pass log=False.")
         edges = np.geomspace(max(allv.min(), 1e-8), allv.max() * 1.01, bins + 1)
     else:
         edges = np.linspace(allv.min(), allv.max(), bins + 1)

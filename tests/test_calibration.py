@@ -104,3 +104,13 @@ def test_bad_inputs():
         C.reliability_diagram_data(probs, labels.float())
     with pytest.raises(TypeError, match="reliability_diagram_data"):
         C.plot_reliability({"a": 1})
+
+
+def test_nan_and_numpy_probabilities_get_clear_messages():
+    p = torch.full((4, 3), 1 / 3)
+    y = torch.tensor([0, 1, 2, 0])
+    p[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="probs contains 1 NaN or infinite value"):
+        C.expected_calibration_error(p, y)
+    with pytest.raises(TypeError, match=r"torch\.from_numpy"):
+        C.expected_calibration_error(torch.full((4, 3), 1 / 3).numpy(), y)

@@ -114,3 +114,17 @@ def test_embed_2d_refuses_nan_and_checks_seed():
         features.embed_2d(f, "pca")
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         features.embed_2d(f, "pca", seed=-3)
+
+
+def test_plotting_bad_inputs_get_clear_messages():
+    with pytest.raises(ValueError, match=r"values\['a'\] is empty"):
+        plotting.overlaid_histograms({"a": [], "b": [1.0]})
+    with pytest.raises(ValueError, match=r"values\['a'\] contains 1 NaN"):
+        plotting.overlaid_histograms({"a": [1.0, float("nan")]})
+    with pytest.raises(ValueError, match="log=False"):
+        plotting.overlaid_histograms({"a": [-1.0, 0.0]})
+    with pytest.raises(ValueError, match="bins must be >= 1"):
+        plotting.overlaid_histograms({"a": [1.0, 2.0]}, bins=0)
+    with pytest.raises(ValueError, match="ncols must be >= 1"):
+        plotting.show_images(torch.rand(2, 1, 4, 4), ncols=0)
+    plt.close("all")
