@@ -3,7 +3,8 @@
 One module per concern; each public function names the chapter that teaches it.
 
 - :mod:`robust_utils.config`: profiles (smoke / laptop / full), devices, seeds, paths.
-- :mod:`robust_utils.data`: Fashion-MNIST and the novel-data suite (corruptions, OOD, new classes).
+- :mod:`robust_utils.data`: Fashion-MNIST, MNIST and CIFAR-10 loaders, normalisation, class subsets.
+- :mod:`robust_utils.novel`: the novel-data suite (corruptions, OOD sets, new classes).
 - :mod:`robust_utils.corruptions`: the corruption types and severity levels.
 - :mod:`robust_utils.models`: the classifiers (C3LT CNN, MLP, pre-activation ResNet).
 - :mod:`robust_utils.training`: the training loop and batched prediction.
@@ -14,10 +15,15 @@ One module per concern; each public function names the chapter that teaches it.
 - :mod:`robust_utils.calibration`: expected calibration error and reliability diagrams.
 - :mod:`robust_utils.explanations`: gradients, Guided Backprop, the Grad-CAM family.
 - :mod:`robust_utils.introspection`: introspective learning (gradient features + a second stage).
-- :mod:`robust_utils.uncertainty`: MC dropout, ensembles, Mahalanobis, baselines, GradTrust.
-- :mod:`robust_utils.detection`: gradient ("purview") features and the detector of novel inputs.
+- :mod:`robust_utils.uncertainty`: entropy decomposition, MC dropout, ensembles, confidence gap.
+- :mod:`robust_utils.ood`: single-pass scores: Mahalanobis distance and the logit baselines.
+- :mod:`robust_utils.gradtrust`: GradTrust and the trust curves (AUAC, AUFC).
+- :mod:`robust_utils.regression_toy`: the 1-D mean-variance ensemble (aleatoric vs epistemic).
+- :mod:`robust_utils.detection`: gradient ("purview") features, the detector of novel inputs, detection rows.
 - :mod:`robust_utils.attacks`: FGSM and PGD adversarial examples.
-- :mod:`robust_utils.interventions`: masking evaluations (heatmap, pixel- and structure-wise), RISE, SHAPE.
+- :mod:`robust_utils.interventions`: heatmap masking, pixel-wise insertion/deletion, occlusion, energy inside.
+- :mod:`robust_utils.structure`: Huffman coding and structure-wise insertion/deletion.
+- :mod:`robust_utils.rise`: RISE and SHAPE, explanations from random masks.
 - :mod:`robust_utils.voice`: VOICE, the uncertainty of contrastive explanations.
 - :mod:`robust_utils.privacy`: membership inference with shadow models.
 - :mod:`robust_utils.benchmarking`: corruption benchmark, CE and mCE.

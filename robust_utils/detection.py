@@ -49,7 +49,7 @@ Taught in Part 3, section "Probing the purview: gradient features".
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -58,10 +58,10 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_positive_int,
-                      model_device)
+                      check_seed, model_device)
 from .config import progress_bar
 from .introspection import confounding_loss
-from .metrics import detection_scores
+from .metrics import declares_direction, detection_scores
 
 __all__ = [
     "METHODS",
@@ -70,6 +70,10 @@ __all__ = [
     "purview_features_loop",
     "LogisticDetector",
     "detection_experiment",
+    "H_ON_BASELINES",
+    "H_ON_GRADIENTS",
+    "DETECTION_METRICS",
+    "detection_row",
 ]
 
 #: How :func:`purview_features` computes the per-sample gradient norms.
@@ -418,6 +422,7 @@ def _as_features(f, name: str, *, allow_1d: bool = False) -> np.ndarray:
     return a
 
 
+@declares_direction("more novel")
 class LogisticDetector:
     """The detector ``H`` of the purview recipe: logistic regression on standardised features.
 
@@ -558,9 +563,7 @@ def detection_experiment(features_in, features_out, *, train_fraction: float = 0
         raise ValueError(f"features_in has {a.shape[1]} features but features_out has {b.shape[1]}: "
                          "compute both with the same model and params.")
     frac = check_fraction(train_fraction, "train_fraction", inclusive=False)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r}.")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(check_seed(seed))
     parts = []
     for name, f in (("features_in", a), ("features_out", b)):
         n_train = int(round(frac * f.shape[0]))
@@ -576,3 +579,92 @@ def detection_experiment(features_in, features_out, *, train_fraction: float = 0
     result = detection_scores(s_in, s_out)
     result.update({"scores_in": s_in, "scores_out": s_out, "detector": det})
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# One row of the detection table: every method on one challenge set
+# ---------------------------------------------------------------------------------------------
+#: Names of the two supervised detectors in the rows of :func:`detection_row`.
+H_ON_BASELINES = "H on baselines"
+H_ON_GRADIENTS = "H on gradients"
+
+#: The metrics :func:`detection_row` keeps for every method.
+DETECTION_METRICS = ("auroc", "aupr", "fpr95")
+
+
+def _score_vector(v, name: str) -> np.ndarray:
+    a = _as_features(v, name, allow_1d=True)
+    if a.shape[1] != 1:
+        raise ValueError(f"{name} must hold one score per image (N,), got shape {a.shape}.")
+    return a[:, 0]
+
+
+def detection_row(scores_clean, scores_novel, gradients_clean, gradients_novel, *,
+                  baselines: Sequence[str] = (), seed: int = 0,
+                  train_fraction: float = 0.5) -> dict[str, dict[str, float]]:
+    """AUROC, AUPR and FPR95 of every detection method on one challenge set.
+
+    The rows of Part 3's detection tables. Three kinds of methods tell the images of the
+    training distribution (negatives) from those of one challenge set (positives):
+
+    * every **unsupervised score** of ``scores_clean`` / ``scores_novel`` (softmax, entropy,
+      MC-dropout epistemic, Mahalanobis, ...), thresholded as it is
+      (:func:`robust_utils.metrics.detection_scores` on all images): each must be oriented
+      higher = more novel (or more uncertain), as ``score_direction`` declares for the scores of
+      :mod:`robust_utils.ood` and :mod:`robust_utils.uncertainty`;
+    * ``"H on baselines"`` (:data:`H_ON_BASELINES`, only when ``baselines`` is given): the
+      supervised detector ``H`` of :func:`detection_experiment` on the stacked ``baselines``
+      scores (signed, so ``log_features=False``), the fair comparison with
+    * ``"H on gradients"`` (:data:`H_ON_GRADIENTS`): the detector ``H`` on the gradient
+      features of :func:`purview_features`.
+
+    The two detectors are fitted on ``train_fraction`` of both sets and evaluated on the rest
+    (seeded), so their numbers are held out; the unsupervised scores need no fitting.
+
+    Parameters
+    ----------
+    scores_clean, scores_novel : mapping str -> (N,) tensor or array
+        The unsupervised scores of the clean and the challenge images, with the same keys.
+    gradients_clean, gradients_novel : (N, L) tensor or array
+        Gradient features of the same images.
+    baselines : sequence of str, default ()
+        Keys of ``scores_clean`` stacked into the features of ``"H on baselines"``.
+    seed : int, default 0
+    train_fraction : float in (0, 1), default 0.5
+
+    Returns
+    -------
+    dict
+        ``{method: {"auroc": ..., "aupr": ..., "fpr95": ...}}``: the keys of ``scores_clean`` in
+        order, then ``"H on baselines"`` (if any baselines) and ``"H on gradients"``. Higher
+        AUROC / AUPR and lower FPR95 are better.
+
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
+    """
+    for name, m in (("scores_clean", scores_clean), ("scores_novel", scores_novel)):
+        if not isinstance(m, Mapping) or not m:
+            raise TypeError(f"{name} must be a non-empty dict method -> (N,) scores, got "
+                            f"{type(m).__name__}.")
+    if list(scores_clean) != list(scores_novel):
+        raise ValueError(f"scores_clean and scores_novel must have the same methods in the same order, "
+                         f"got {list(scores_clean)} and {list(scores_novel)}.")
+    if isinstance(baselines, str):
+        baselines = [baselines]
+    baselines = list(baselines)
+    missing = [b for b in baselines if b not in scores_clean]
+    if missing:
+        raise ValueError(f"baselines {missing} are not among the scores ({', '.join(scores_clean)}).")
+    seed = check_seed(seed)
+    row = {}
+    clean, novel = {}, {}
+    for method in scores_clean:
+        clean[method] = _score_vector(scores_clean[method], f"scores_clean[{method!r}]")
+        novel[method] = _score_vector(scores_novel[method], f"scores_novel[{method!r}]")
+        row[method] = detection_scores(clean[method], novel[method])
+    if baselines:
+        row[H_ON_BASELINES] = detection_experiment(
+            np.stack([clean[b] for b in baselines], 1), np.stack([novel[b] for b in baselines], 1),
+            train_fraction=train_fraction, seed=seed, log_features=False)
+    row[H_ON_GRADIENTS] = detection_experiment(gradients_clean, gradients_novel,
+                                               train_fraction=train_fraction, seed=seed)
+    return {m: {k: float(r[k]) for k in DETECTION_METRICS} for m, r in row.items()}

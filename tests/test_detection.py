@@ -8,6 +8,7 @@ from torch import nn
 
 from robust_utils.detection import (LogisticDetector, detection_experiment, purview_feature_names,
                                     purview_features, purview_features_loop)
+from robust_utils import detection as D
 from robust_utils.models import build_model
 
 RTOL = 1e-4
@@ -276,7 +277,7 @@ def test_detection_experiment_errors():
         detection_experiment(a[:2], b, log_features=False)
     with pytest.raises(ValueError, match="must be 2-D"):
         detection_experiment(a[None], b[None], log_features=False)
-    with pytest.raises(TypeError, match="seed must be an int"):
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         detection_experiment(a, b, seed=0.5, log_features=False)
 
 
@@ -297,3 +298,61 @@ def test_conv_closed_form_routes(route, cfg):
                        for i in range(3)])
     torch.testing.assert_close(norms["weight"], ref, rtol=1e-5, atol=0)
     torch.testing.assert_close(norms["bias"], d.sum((2, 3)).pow(2).sum(1), rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# detection_row: one row of Part 3's table
+# ---------------------------------------------------------------------------------------------
+def _row_data(n: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    clean = {"softmax": rng.random(n), "useless": rng.random(n)}
+    novel = {"softmax": rng.random(n) + 2.0, "useless": rng.random(n)}       # softmax separates
+    g_in = rng.lognormal(0.0, 0.3, (n, 3))
+    g_out = rng.lognormal(1.5, 0.3, (n, 3))                                   # gradients separate
+    return clean, novel, g_in, g_out
+
+
+def test_detection_row_methods_and_known_answers():
+    clean, novel, g_in, g_out = _row_data()
+    row = D.detection_row(clean, novel, g_in, g_out, baselines=["softmax", "useless"], seed=0)
+    assert list(row) == ["softmax", "useless", D.H_ON_BASELINES, D.H_ON_GRADIENTS]
+    for r in row.values():
+        assert set(r) == set(D.DETECTION_METRICS) and all(isinstance(v, float) for v in r.values())
+    assert row["softmax"]["auroc"] == 1.0 and row["softmax"]["fpr95"] == 0.0
+    assert 0.3 < row["useless"]["auroc"] < 0.7
+    assert row[D.H_ON_GRADIENTS]["auroc"] > 0.99 and row[D.H_ON_BASELINES]["auroc"] > 0.99
+    # the same as the pieces it is made of
+    ref = D.detection_experiment(g_in, g_out, seed=0)
+    assert row[D.H_ON_GRADIENTS]["auroc"] == ref["auroc"]
+    ref_b = D.detection_experiment(np.stack([clean["softmax"], clean["useless"]], 1),
+                                   np.stack([novel["softmax"], novel["useless"]], 1), seed=0,
+                                   log_features=False)
+    assert row[D.H_ON_BASELINES]["aupr"] == ref_b["aupr"]
+    # torch inputs give the same row; without baselines there is no "H on baselines"
+    t = {k: torch.tensor(v) for k, v in clean.items()}, {k: torch.tensor(v) for k, v in novel.items()}
+    row_t = D.detection_row(*t, torch.tensor(g_in), torch.tensor(g_out), baselines=["softmax", "useless"])
+    assert row_t == row
+    assert D.H_ON_BASELINES not in D.detection_row(clean, novel, g_in, g_out)
+
+
+def test_detection_row_bad_inputs():
+    clean, novel, g_in, g_out = _row_data(20)
+    with pytest.raises(ValueError, match="same methods"):
+        D.detection_row(clean, {"softmax": novel["softmax"]}, g_in, g_out)
+    with pytest.raises(ValueError, match=r"baselines \['energy'\]"):
+        D.detection_row(clean, novel, g_in, g_out, baselines=["energy"])
+    with pytest.raises(TypeError, match="non-empty dict"):
+        D.detection_row([], novel, g_in, g_out)
+    with pytest.raises(ValueError, match="one score per image"):
+        D.detection_row({"a": g_in}, {"a": g_out}, g_in, g_out)
+    bad = dict(novel, softmax=np.full(20, np.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        D.detection_row(clean, bad, g_in, g_out)
+    with pytest.raises(ValueError, match="seed"):
+        D.detection_row(clean, novel, g_in, g_out, seed=-1)
+
+
+def test_detectors_declare_their_direction():
+    from robust_utils.metrics import score_direction
+    assert score_direction(D.LogisticDetector) == "more novel"
+    assert score_direction(D.LogisticDetector()) == "more novel"
