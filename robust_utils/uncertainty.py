@@ -85,6 +85,11 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     dim = int(dim)
     if probs.dim() == 0 or not -probs.dim() <= dim < probs.dim():
         raise ValueError(f"dim={dim} is out of range for probs of shape {tuple(probs.shape)}.")
+    if not torch.is_floating_point(probs):
+        raise TypeError(f"probs must be a floating-point tensor of probabilities, got dtype {probs.dtype}; "
+                        "apply softmax to float logits.")
+    if not torch.isfinite(probs).all():
+        raise ValueError("probs contains NaN or infinite values; check the model's outputs.")
     p = probs.movedim(dim, -1)
     check_probabilities(p, "probs")
     p = p.clamp_min(0.0)  # rounding may leave -1e-9 entries; xlogy(0, 0) = 0
@@ -363,6 +368,8 @@ def confidence_gap(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
     Taught in Part 3, section "Uncertainty quantification".
     """
+    if isinstance(probs, torch.Tensor) and torch.is_floating_point(probs) and not torch.isfinite(probs).all():
+        raise ValueError("probs contains NaN or infinite values; check the model's outputs.")
     check_probabilities(probs, "probs")
     if probs.dim() != 2 or probs.shape[0] == 0:
         raise ValueError(f"probs must have shape (N, num_classes) with N >= 1, got {tuple(probs.shape)}.")

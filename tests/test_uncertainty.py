@@ -245,3 +245,12 @@ def test_uncertainty_scores_declare_their_direction():
     for fn in (U.entropy, U.decompose_uncertainty, U.mc_dropout, U.ensemble_uncertainty):
         assert score_direction(fn) == "more uncertain"
     assert score_direction(U.confidence_gap) == "more confident"
+
+
+def test_nan_and_integer_probabilities_get_clear_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        U.confidence_gap(torch.full((2, 2), float("nan")), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        U.entropy(torch.tensor([[float("nan"), 1.0]]))
+    with pytest.raises(TypeError, match="dtype torch.int64"):
+        U.entropy(torch.tensor([[1, 0]]))
