@@ -127,8 +127,6 @@ def class_indices(value, n: int, num_classes: int, name: str = "target", device=
     return idx.to(device=device, dtype=torch.long)
 
 
-_class_indices = class_indices  # old private name, still imported by robust_utils.interventions
-
 
 def _targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     """Target classes for the pixel attributions (None -> the prediction)."""
