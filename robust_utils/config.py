@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import check_seed
+
 __all__ = [
     "Profile",
     "PROFILES",
@@ -36,6 +38,7 @@ __all__ = [
     "seed_everything",
     "data_dir",
     "checkpoint_dir",
+    "writable_dir",
     "progress_bar",
 ]
 
@@ -137,8 +140,7 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) for reproducible notebooks."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -156,22 +158,39 @@ def data_dir() -> Path:
     """Where datasets and checkpoints are cached.
 
     ``RNI_DATA_DIR`` if set; else the repository's ``data/`` folder when running from a checkout;
-    else ``./data`` in the working directory (e.g. in Colab after ``pip install``).
+    else ``./data`` in the working directory (e.g. in Colab after ``pip install``). The folder is
+    not created here: reading data that lie elsewhere (Debian's Fashion-MNIST) works even when
+    this folder cannot be written; :func:`writable_dir` creates it when something is saved.
     """
     env = os.environ.get(DATA_ENV, "").strip()
     if env:
-        path = Path(env).expanduser()
-    else:
-        root = _repo_root()
-        path = root / "data" if root is not None else Path.cwd() / "data"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        return Path(env).expanduser()
+    root = _repo_root()
+    return root / "data" if root is not None else Path.cwd() / "data"
 
 
 def checkpoint_dir() -> Path:
-    """The folder of the trained-model cache: ``<data_dir>/checkpoints``."""
-    path = data_dir() / "checkpoints"
-    path.mkdir(parents=True, exist_ok=True)
+    """The folder of the trained-model cache: ``<data_dir>/checkpoints`` (not created here)."""
+    return data_dir() / "checkpoints"
+
+
+def writable_dir(path) -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written there.
+
+    Raises a :class:`PermissionError` that names the folder and the fix (set ``RNI_DATA_DIR``)
+    instead of a bare traceback from deep inside a save.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists but is not a folder; set {DATA_ENV} to a writable folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"cannot create the folder {path} ({e.strerror or e}); set the environment "
+                              f"variable {DATA_ENV} to a writable folder.") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"the folder {path} is not writable; set the environment variable "
+                              f"{DATA_ENV} to a writable folder.")
     return path
 
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 
 from ._checks import check_choice, check_fraction, check_positive_int
+from ._registry import Registry
 
 __all__ = [
     "Normalize",
@@ -37,13 +38,50 @@ __all__ = [
     "MLP",
     "PreActBlock",
     "PreActResNet",
+    "ACTIVATIONS",
+    "register_activation",
+    "make_activation",
     "ARCHITECTURES",
+    "register_architecture",
+    "architecture_parameters",
     "build_model",
 ]
 
 #: Fashion-MNIST training-set pixel mean and standard deviation (pixels in [0, 1]).
 FASHION_MNIST_MEAN = 0.2860
 FASHION_MNIST_STD = 0.3530
+
+
+#: Activation name -> factory of an ``nn.Module`` (``"relu"``; Part 6 adds the half-Huber ReLU).
+#: The architectures take ``activation=<name>``, so a recipe can name the activation.
+ACTIVATIONS = Registry("activation")
+
+
+def register_activation(name: str, factory: Callable[[], nn.Module] | None = None):
+    """Register an activation factory under ``name`` (usable as a decorator).
+
+    Taught in Part 1, section "The classifiers of the book".
+    """
+    if factory is None:
+        return lambda f: ACTIVATIONS.register(name, f)
+    return ACTIVATIONS.register(name, factory)
+
+
+register_activation("relu", nn.ReLU)
+
+
+def make_activation(name: str = "relu") -> nn.Module:
+    """A fresh activation module by its registered name (see :data:`ACTIVATIONS`).
+
+    Taught in Part 1, section "The classifiers of the book".
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name, one of: {', '.join(ACTIVATIONS)}; got {name!r}.")
+    check_choice(name, "activation", ACTIVATIONS)
+    module = ACTIVATIONS[name]()
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"activation {name!r} must build an nn.Module, got {type(module).__name__}.")
+    return module
 
 
 def _as_channel_values(value, in_channels: int, name: str) -> torch.Tensor:
@@ -232,6 +270,8 @@ class C3LTClassifier(BookModel):
     mean, std : float or sequence, default 0.5, 0.5
     input_size : int or (int, int), default 28
         Each side must leave a positive size after the two conv+pool stages (>= 16).
+    activation : str, default "relu"
+        A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
     Taught in Part 7, section "C3LT: the classifier to explain".
     """
@@ -242,8 +282,9 @@ class C3LTClassifier(BookModel):
     dropout_before_head = True
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5,
-                 mean=0.5, std=0.5, input_size=28):
+                 mean=0.5, std=0.5, input_size=28, activation: str = "relu"):
         super().__init__(num_classes, in_channels, input_size, mean, std)
+        act = lambda: make_activation(activation)  # noqa: E731
         dropout = check_fraction(dropout, "dropout")
         if dropout >= 1.0:
             raise ValueError("dropout must be < 1 (1 would zero every feature).")
@@ -253,14 +294,14 @@ class C3LTClassifier(BookModel):
             raise ValueError(f"input_size {self.input_size} is too small for two 5x5 conv + 2x2 pool "
                              "stages; use at least 16x16 images.")
         self.conv1 = nn.Conv2d(self.in_channels, 32, kernel_size=5)
-        self.relu1 = nn.ReLU()
+        self.relu1 = act()
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=5)
-        self.relu2 = nn.ReLU()
+        self.relu2 = act()
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(64 * fh * fw, 256)
-        self.relu3 = nn.ReLU()
+        self.relu3 = act()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(256, self.num_classes)
 
@@ -288,6 +329,8 @@ class MLP(BookModel):
     in_channels : int, default 1
     input_size : int or (int, int), optional
         Defaults to the square image with ``in_features / in_channels`` pixels.
+    activation : str, default "relu"
+        A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
     Taught in Part 1, section "The classifiers of the book".
     """
@@ -296,7 +339,8 @@ class MLP(BookModel):
 
     def __init__(self, in_features: int = 784, hidden: Sequence[int] = (256, 128),
                  num_classes: int = 10, dropout: float = 0.0, mean=FASHION_MNIST_MEAN,
-                 std=FASHION_MNIST_STD, in_channels: int = 1, input_size=None):
+                 std=FASHION_MNIST_STD, in_channels: int = 1, input_size=None, activation: str = "relu"):
+        make_activation(activation)  # validates the name before any layer is built
         in_features = check_positive_int(in_features, "in_features")
         in_channels = check_positive_int(in_channels, "in_channels")
         if input_size is None:
@@ -322,7 +366,7 @@ class MLP(BookModel):
         layers: list[nn.Module] = []
         width = in_features
         for out in hidden:
-            layers += [nn.Linear(width, out), nn.ReLU()]
+            layers += [nn.Linear(width, out), make_activation(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = out
@@ -342,7 +386,7 @@ class PreActBlock(nn.Module):
     Taught in Part 4, section "ResNet-44".
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, activation: str = "relu"):
         super().__init__()
         # The shortcut is registered first so that conv2 is the block's last conv in
         # named_modules() order (and hence the network's last_conv_name).
@@ -351,10 +395,10 @@ class PreActBlock(nn.Module):
         else:
             self.shortcut = None
         self.bn1 = nn.BatchNorm2d(in_planes)
-        self.relu1 = nn.ReLU()
+        self.relu1 = make_activation(activation)
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU()
+        self.relu2 = make_activation(activation)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -384,6 +428,8 @@ class PreActResNet(BookModel):
         Residual blocks per stage (same length as ``widths``).
     mean, std : float or sequence, default Fashion-MNIST statistics
     input_size : int or (int, int), default 28
+    activation : str, default "relu"
+        A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
     Taught in Part 4, section "ResNet-44".
     """
@@ -392,8 +438,9 @@ class PreActResNet(BookModel):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
                  widths: Sequence[int] = (16, 32, 64), blocks_per_stage: Sequence[int] = (2, 2, 2),
-                 mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, input_size=28):
+                 mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, input_size=28, activation: str = "relu"):
         super().__init__(num_classes, in_channels, input_size, mean, std)
+        make_activation(activation)  # validates the name before any layer is built
         for name, seq in (("widths", widths), ("blocks_per_stage", blocks_per_stage)):
             if isinstance(seq, int) or not isinstance(seq, Sequence) or len(seq) == 0:
                 raise TypeError(f"{name} must be a non-empty sequence of positive ints, got {seq!r}.")
@@ -410,12 +457,12 @@ class PreActResNet(BookModel):
             blocks = []
             for j in range(n_blocks):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(PreActBlock(in_planes, planes, stride))
+                blocks.append(PreActBlock(in_planes, planes, stride, activation))
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(in_planes)
-        self.relu = nn.ReLU()
+        self.relu = make_activation(activation)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.head = nn.Linear(in_planes, self.num_classes)
@@ -425,15 +472,46 @@ class PreActResNet(BookModel):
         return self.flatten(self.pool(self.relu(self.bn(z))))
 
 
-#: Architecture name -> class; the names used by :func:`build_model` and the model cache.
-ARCHITECTURES: dict[str, type[BookModel]] = {
-    "c3lt_cnn": C3LTClassifier,
-    "mlp": MLP,
-    "preact_resnet": PreActResNet,
-}
+#: Architecture name -> builder (a class or a function returning an ``nn.Module``); the names
+#: used by :func:`build_model` and the model cache. A builder may return an ``nn.ModuleDict`` of
+#: several modules trained together (a generator and its discriminator, say): the cache stores
+#: and loads them as one artifact.
+ARCHITECTURES = Registry("architecture")
 
 
-def build_model(arch: str, **kwargs) -> BookModel:
+def register_architecture(name: str, builder: Callable[..., nn.Module] | None = None):
+    """Register a model builder under ``name`` (usable as a class or function decorator).
+
+    A later chapter adds its networks from the module that teaches them, e.g.
+    ``@register_architecture("trades_cnn")``, without touching this module or the cache.
+
+    Taught in Part 1, section "The classifiers of the book".
+    """
+    if builder is None:
+        return lambda b: ARCHITECTURES.register(name, b)
+    return ARCHITECTURES.register(name, builder)
+
+
+register_architecture("c3lt_cnn", C3LTClassifier)
+register_architecture("mlp", MLP)
+register_architecture("preact_resnet", PreActResNet)
+
+
+def architecture_parameters(arch: str) -> list[str]:
+    """The constructor arguments an architecture accepts (the valid ``arch_kwargs`` of a recipe).
+
+    Taught in Part 1, section "The classifiers of the book".
+    """
+    if not isinstance(arch, str):
+        raise TypeError(f"arch must be a string naming an architecture, got {type(arch).__name__}; "
+                        f"choose one of: {', '.join(ARCHITECTURES)}.")
+    check_choice(arch, "architecture", ARCHITECTURES)
+    builder = ARCHITECTURES[arch]
+    target = builder.__init__ if isinstance(builder, type) else builder
+    return [p for p in inspect.signature(target).parameters if p != "self"]
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
     """Build an architecture of :data:`ARCHITECTURES` by name.
 
     Parameters
@@ -452,14 +530,13 @@ def build_model(arch: str, **kwargs) -> BookModel:
 
     Taught in Part 1, section "The classifiers of the book".
     """
-    if not isinstance(arch, str):
-        raise TypeError(f"arch must be a string naming an architecture, got {type(arch).__name__}; "
-                        f"choose one of: {', '.join(ARCHITECTURES)}.")
-    check_choice(arch, "architecture", ARCHITECTURES)
-    cls = ARCHITECTURES[arch]
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    valid = architecture_parameters(arch)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise TypeError(f"unknown argument(s) {unknown} for architecture {arch!r}; "
                         f"valid arguments: {', '.join(valid)}.")
-    return cls(**kwargs)
+    model = ARCHITECTURES[arch](**kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the builder of architecture {arch!r} returned {type(model).__name__}, "
+                        "not a torch.nn.Module.")
+    return model

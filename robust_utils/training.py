@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import (check_choice, check_images, check_labels, check_positive_int, check_same_length,
-                      model_device)
-from .config import pick_device, progress_bar, seed_everything
+from ._checks import (check_choice, check_images, check_labels, check_number, check_positive_int,
+                      check_same_length, check_seed, model_device)
+from ._registry import Registry
+from .config import PROFILES, pick_device, progress_bar, seed_everything
 
 __all__ = [
     "iterate_minibatches",
@@ -32,6 +34,11 @@ __all__ = [
     "AUGMENTATIONS",
     "OPTIMIZERS",
     "SCHEDULES",
+    "Trainer",
+    "TRAINERS",
+    "register_trainer",
+    "recipe_data",
+    "train_cross_entropy",
 ]
 
 OPTIMIZERS = ("adam", "sgd")
@@ -83,24 +90,9 @@ AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def _model_device(model: nn.Module) -> torch.device:
-    return model_device(model)
-
-
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-
-
-def _check_positive_float(v, name: str, allow_zero: bool = False) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}.") from None
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {v!r}.")
-    return f
 
 
 def iterate_minibatches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 128,
@@ -227,12 +219,11 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
         raise ValueError("training needs at least 2 images (batch norm cannot train on one).")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
-    lr = _check_positive_float(lr, "lr")
-    weight_decay = _check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+    lr = check_number(lr, "lr")
+    weight_decay = check_number(weight_decay, "weight_decay", strict=False)
     check_choice(optimizer, "optimizer", OPTIMIZERS)
     check_choice(schedule, "schedule", SCHEDULES)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    seed = check_seed(seed)
     if isinstance(augment, str):
         check_choice(augment, "augmentation", AUGMENTATIONS)
         augment = AUGMENTATIONS[augment]
@@ -338,7 +329,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     _check_model(model)
     check_images(x, "x")
     batch_size = check_positive_int(batch_size, "batch_size")
-    dev = _model_device(model) if device is None else pick_device(device)
+    dev = model_device(model) if device is None else pick_device(device)
     model.to(dev)
     was_training = model.training
     model.eval()
@@ -371,3 +362,109 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     y = check_labels(y, n=x.shape[0], name="y")
     logits = predict_logits(model, x, batch_size=batch_size, device=device)
     return float((logits.argmax(1) == y.to(logits.device)).float().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainers: how a cached model is made, registered by name
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trainer:
+    """A registered training objective: the ``objective`` of a :class:`robust_utils.cache.Recipe`.
+
+    Attributes
+    ----------
+    name : str
+        The name recipes use (``"cross_entropy"``, ``"trades"``, ...).
+    fn : callable
+        ``fn(model, recipe, *, device, progress, deps) -> dict`` trains ``model`` (already on
+        ``device``) as the recipe says and returns metrics for the checkpoint's sidecar
+        (``test_accuracy`` at least, for classifiers). ``deps`` maps each dependency's name to
+        its trained model.
+    params : mapping
+        The objective's parameters and their defaults (e.g. ``{"beta": 6.0, "eps": 0.1}``).
+        A recipe's ``objective_params`` may set only these; the rest take the default, and the
+        recipe's key covers all of them.
+    check : callable, optional
+        ``check(params: dict)`` raises on invalid values (e.g. a negative beta).
+    """
+
+    name: str
+    fn: Callable[..., Mapping]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[dict], None] | None = None
+
+
+#: Objective name -> :class:`Trainer`. Chapters register theirs with :func:`register_trainer`.
+TRAINERS = Registry("trainer")
+
+
+def register_trainer(name: str, *, params: Mapping[str, Any] | None = None,
+                     check: Callable[[dict], None] | None = None):
+    """Decorator: register ``fn(model, recipe, *, device, progress, deps)`` as objective ``name``.
+
+    A new training method is a new small function in the module that teaches it::
+
+        @register_trainer("trades", params={"beta": 6.0, "eps": 0.1, "steps": 10})
+        def train_trades(model, recipe, *, device, progress, deps):
+            ...
+            return {"test_accuracy": ...}
+
+    Taught in the Introduction, section "The model cache".
+    """
+    params = dict(params or {})
+    if check is not None and not callable(check):
+        raise TypeError(f"check must be callable, got {check!r}.")
+
+    def decorate(fn):
+        if not callable(fn):
+            raise TypeError(f"a trainer must be callable, got {fn!r}.")
+        TRAINERS.register(name, Trainer(name, fn, params, check))
+        return fn
+    return decorate
+
+
+def recipe_data(recipe, device="cpu") -> dict[str, torch.Tensor]:
+    """The training and test tensors a recipe names, on ``device``.
+
+    Fashion-MNIST's training images (``recipe.n_train`` of them, a stratified subset drawn with
+    the recipe's seed) and the profile's test images, restricted and relabelled to
+    ``recipe.classes`` when set. Returns ``{"x_train", "y_train", "x_test", "y_test"}``.
+
+    Taught in the Introduction, section "The model cache".
+    """
+    from . import data  # lazy: data are only needed when a model must be trained
+
+    if recipe.dataset != "fashion_mnist":  # pragma: no cover - DATASETS has one entry
+        raise ValueError(f"no loader for dataset {recipe.dataset!r}.")
+    n_test = PROFILES[recipe.profile].n_test
+    x, y = data.load_fashion_mnist("train", n=recipe.n_train, seed=recipe.seed)
+    xt, yt = data.load_fashion_mnist("test", n=n_test, seed=recipe.seed)
+    if recipe.classes is not None:
+        x, y = data.subset_classes(x, y, recipe.classes)
+        xt, yt = data.subset_classes(xt, yt, recipe.classes)
+    dev = pick_device(device)
+    return {"x_train": x.to(dev), "y_train": y.to(dev), "x_test": xt.to(dev), "y_test": yt.to(dev)}
+
+
+@register_trainer("cross_entropy")
+def train_cross_entropy(model: nn.Module, recipe, *, device, progress: bool = True, deps=None) -> dict:
+    """The standard objective: cross-entropy on the recipe's data (:func:`train_classifier`).
+
+    Returns the test accuracy and the last epoch's training loss and accuracy.
+
+    Taught in Part 1, section "Training a classifier".
+    """
+    d = recipe_data(recipe, device)
+    history = train_classifier(
+        model, d["x_train"], d["y_train"], epochs=recipe.epochs, batch_size=recipe.batch_size,
+        lr=recipe.lr, optimizer=recipe.optimizer, weight_decay=recipe.weight_decay,
+        schedule=recipe.schedule, device=device, seed=recipe.seed, augment=recipe.augment,
+        progress=progress, desc=f"training {recipe.key}")
+    return {
+        "test_accuracy": evaluate_accuracy(model, d["x_test"], d["y_test"]),
+        "train_accuracy": history["accuracy"][-1],
+        "train_loss": history["loss"][-1],
+        "train_seconds": round(sum(history["time"]), 2),
+        "n_train": int(d["x_train"].shape[0]),
+        "n_test": int(d["x_test"].shape[0]),
+    }

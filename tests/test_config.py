@@ -64,8 +64,26 @@ def test_seed_everything_reproducible():
 
 def test_data_dir_env(tmp_path, monkeypatch):
     monkeypatch.setenv(C.DATA_ENV, str(tmp_path / "d"))
-    assert C.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()
+    # looking up the folder creates nothing: reading data that lie elsewhere needs no writable folder
+    assert C.data_dir() == tmp_path / "d" and not (tmp_path / "d").exists()
     assert C.checkpoint_dir() == tmp_path / "d" / "checkpoints"
+    assert C.writable_dir(C.checkpoint_dir()).is_dir()
+
+
+def test_writable_dir_names_the_folder_and_the_fix(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match=r"cannot create the folder .*file/sub.*RNI_DATA_DIR"):
+        C.writable_dir(blocker / "sub")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        C.writable_dir(blocker)
+
+
+def test_seed_everything_uses_the_shared_seed_check():
+    import numpy as np
+    C.seed_everything(np.int64(2))
+    with pytest.raises(TypeError, match="non-negative integer"):
+        C.seed_everything(1.5)
 
 
 def test_progress_bar_text_mode(monkeypatch, capsys):

@@ -176,3 +176,40 @@ def test_constructor_validation():
         PreActResNet(widths=(4, 8), blocks_per_stage=(1,))
     with pytest.raises(TypeError, match="sequence of layer widths"):
         MLP(hidden=16)
+
+
+def test_activation_is_an_architecture_argument():
+    from robust_utils.models import ACTIVATIONS, make_activation, register_activation
+    assert "relu" in ACTIVATIONS and isinstance(make_activation("relu"), torch.nn.ReLU)
+    register_activation("test_tanh", torch.nn.Tanh)
+    try:
+        for arch in ("c3lt_cnn", "mlp", "preact_resnet"):
+            m = build_model(arch, activation="test_tanh")
+            assert any(isinstance(mod, torch.nn.Tanh) for mod in m.modules())
+            assert not any(isinstance(mod, torch.nn.ReLU) for mod in m.modules())
+            assert not any(isinstance(mod, torch.nn.Tanh) for mod in build_model(arch).modules())
+    finally:
+        ACTIVATIONS.unregister("test_tanh")
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: relu"):
+        build_model("mlp", activation="swish")
+
+
+def test_registering_an_architecture_from_another_module():
+    from robust_utils.models import architecture_parameters, register_architecture
+
+    def pair(width: int = 2):
+        return torch.nn.ModuleDict({"a": torch.nn.Linear(1, width)})
+    register_architecture("test_models_pair", pair)
+    try:
+        assert architecture_parameters("test_models_pair") == ["width"]
+        assert isinstance(build_model("test_models_pair", width=3), torch.nn.ModuleDict)
+        with pytest.raises(ValueError, match="already registered"):
+            register_architecture("test_models_pair", lambda: torch.nn.Linear(1, 1))
+    finally:
+        ARCHITECTURES.unregister("test_models_pair")
+    register_architecture("test_models_bad", lambda: "not a module")
+    try:
+        with pytest.raises(TypeError, match="not a torch.nn.Module"):
+            build_model("test_models_bad")
+    finally:
+        ARCHITECTURES.unregister("test_models_bad")
