@@ -1,6 +1,8 @@
 """robust_utils: the utility package of the book *Robust Neural Networks at Inference*.
 
-One module per concern; each public function names the chapter that teaches it.
+One module per concern; each public function names the chapter that teaches it. Shared input
+checks live in ``robust_utils._checks``; registries that chapters add to (architectures,
+activations, trainers, recipe sets) in ``robust_utils._registry``.
 
 - :mod:`robust_utils.config`: profiles (smoke / laptop / full), devices, seeds, paths.
 - :mod:`robust_utils.data`: Fashion-MNIST, MNIST and CIFAR-10 loaders, normalisation, class subsets.
@@ -8,12 +10,15 @@ One module per concern; each public function names the chapter that teaches it.
 - :mod:`robust_utils.corruptions`: the corruption types and severity levels.
 - :mod:`robust_utils.models`: the classifiers (C3LT CNN, MLP, pre-activation ResNet).
 - :mod:`robust_utils.training`: the training loop and batched prediction.
-- :mod:`robust_utils.cache`: the trained-model cache (recipes, safe checkpoints).
+- :mod:`robust_utils.recipes`: how a model is made (recipes, keys) and each chapter's recipe set.
+- :mod:`robust_utils.checkpoints`: safetensors checkpoints, verified, committed atomically, locked.
+- :mod:`robust_utils.cache`: the trained-model cache: load or train by recipe, list, pre-build.
 - :mod:`robust_utils.gradients`: per-sample gradients, Fisher information, gradient surprise.
 - :mod:`robust_utils.features`: penultimate features and 2-D embeddings.
 - :mod:`robust_utils.metrics`: accuracy and detection metrics.
 - :mod:`robust_utils.calibration`: expected calibration error and reliability diagrams.
 - :mod:`robust_utils.explanations`: gradients, Guided Backprop, the Grad-CAM family.
+- :mod:`robust_utils.sanity`: the layer-randomisation sanity check of explanations.
 - :mod:`robust_utils.introspection`: introspective learning (gradient features + a second stage).
 - :mod:`robust_utils.uncertainty`: entropy decomposition, MC dropout, ensembles, confidence gap.
 - :mod:`robust_utils.ood`: single-pass scores: Mahalanobis distance and the logit baselines.

@@ -29,6 +29,7 @@ __all__ = [
     "check_eval_model",
     "model_device",
     "as_numpy_1d",
+    "check_model_input",
 ]
 
 
@@ -75,7 +76,8 @@ def check_labels(y, n: int | None = None, num_classes: int | None = None,
                  name: str = "labels") -> torch.Tensor:
     """Check that ``y`` is a 1-D integer tensor of class indices, optionally of length ``n``."""
     if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}.")
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}; "
+                        f"convert with torch.as_tensor({name}).")
     if y.dim() != 1:
         raise ValueError(f"{name} must be 1-D (one class index per image), got shape {tuple(y.shape)}.")
     if torch.is_floating_point(y) or y.dtype == torch.bool:
@@ -276,3 +278,28 @@ def as_numpy_1d(v, name: str) -> np.ndarray:
     if v.size == 0:
         raise ValueError(f"{name} is empty.")
     return v
+
+
+def check_model_input(model: nn.Module, x, name: str = "x", *,
+                      value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """A batch of images ``(N, C, H, W)`` that ``model`` can take: its dtype is the model's.
+
+    Like :func:`check_images` (shape, non-empty, float, finite, optional
+    ``value_range``), plus: a list or tuple of images gets a message saying to stack them into
+    one tensor, and a floating dtype that differs from the model's parameters (``float64``
+    images for a ``float32`` model) a message saying to convert with ``x.float()`` (or
+    ``x.to(dtype)``), instead of PyTorch's "Input type (double) and bias type (float) should be
+    the same". Returns ``x`` unchanged. Used by every function of the package that runs a model
+    on images (gradients, explanations, attacks, introspection, VOICE).
+    """
+    if isinstance(x, (list, tuple)):
+        raise TypeError(f"{name} is a {type(x).__name__} of {len(x)} items, not a tensor; stack the images "
+                        f"into one (N, C, H, W) tensor first: torch.stack({name}) for (C, H, W) images, "
+                        f"torch.cat({name}) for batches.")
+    check_images(x, name, value_range=value_range)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        fix = f"{name}.float()" if dtype == torch.float32 else f"{name}.to({dtype})"
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
+                        f"images with {fix} (or the model with model.to({x.dtype})).")
+    return x

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_eval_model, check_labels, check_number, check_positive_int, check_seed, model_device
-from .gradients import check_model_input
+from ._checks import check_model_input
 from .config import progress_bar
 
 __all__ = [

@@ -48,7 +48,7 @@ from torch import nn
 
 from ._checks import (check_choice, check_class_index, check_eval_model, check_finite, check_fraction,
                       check_labels, check_number, check_positive_int, check_seed, model_device)
-from .gradients import check_model_input
+from ._checks import check_model_input
 
 __all__ = [
     "gradients",

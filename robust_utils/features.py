@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_positive_int, check_seed, model_device
-from .gradients import check_model_input
+from ._checks import check_model_input
 
 __all__ = ["extract_features", "embed_2d", "EMBEDDINGS"]
 

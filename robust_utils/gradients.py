@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_choice, check_eval_model, check_images, check_labels, check_number,
+from ._checks import (check_choice, check_eval_model, check_labels, check_model_input, check_number,
                       check_positive_int)
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "loss_along_gradient",
     "last_layer_factors",
     "gradient_descent_path",
-    "check_model_input",
 ]
 
 LABEL_MODES = ("predicted", "sampled", "given")
@@ -48,31 +47,6 @@ LABEL_MODES = ("predicted", "sampled", "given")
 def _check_eval(model: nn.Module) -> None:
     check_eval_model(model, "dropout and batch-norm batch statistics would make the gradients random "
                             "(a different answer per call)")
-
-
-def check_model_input(model: nn.Module, x, name: str = "x", *,
-                      value_range: tuple[float, float] | None = None) -> torch.Tensor:
-    """A batch of images ``(N, C, H, W)`` that ``model`` can take: its dtype is the model's.
-
-    Like :func:`robust_utils._checks.check_images` (shape, non-empty, float, finite, optional
-    ``value_range``), plus: a list or tuple of images gets a message saying to stack them into
-    one tensor, and a floating dtype that differs from the model's parameters (``float64``
-    images for a ``float32`` model) a message saying to convert with ``x.float()`` (or
-    ``x.to(dtype)``), instead of PyTorch's "Input type (double) and bias type (float) should be
-    the same". Returns ``x`` unchanged. Used by every function of the package that runs a model
-    on images (gradients, explanations, attacks, introspection, VOICE).
-    """
-    if isinstance(x, (list, tuple)):
-        raise TypeError(f"{name} is a {type(x).__name__} of {len(x)} items, not a tensor; stack the images "
-                        f"into one (N, C, H, W) tensor first: torch.stack({name}) for (C, H, W) images, "
-                        f"torch.cat({name}) for batches.")
-    check_images(x, name, value_range=value_range)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if dtype is not None and x.dtype != dtype:
-        fix = f"{name}.float()" if dtype == torch.float32 else f"{name}.to({dtype})"
-        raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
-                        f"images with {fix} (or the model with model.to({x.dtype})).")
-    return x
 
 
 def _resolve_params(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:

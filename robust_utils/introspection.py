@@ -32,7 +32,7 @@ from torch.func import functional_call, grad, vmap
 from ._checks import (check_choice, check_eval_model, check_images, check_labels, check_number,
                       check_positive_int, check_seed)
 from .config import pick_device, progress_bar, seed_everything
-from .gradients import check_model_input
+from ._checks import check_model_input
 from .training import iterate_minibatches
 
 __all__ = [

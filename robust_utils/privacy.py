@@ -47,7 +47,7 @@ from torch import nn
 
 from ._checks import (check_choice, check_fraction, check_images, check_labels,
                       check_positive_int, check_seed)
-from .cache import ARCH_DEFAULTS
+from .recipes import ARCH_DEFAULTS
 from .config import seed_everything
 from .metrics import auroc
 from .models import ARCHITECTURES, build_model
@@ -109,7 +109,7 @@ def train_shadow_models(arch: str, x_pool: torch.Tensor, y_pool: torch.Tensor, *
     :func:`robust_utils.models.build_model` after :func:`robust_utils.config.seed_everything`
     with ``seed + i`` and trained by :func:`robust_utils.training.train_classifier` (seed
     ``seed + i``, cosine schedule) with the optimiser and learning rate of
-    :data:`robust_utils.cache.ARCH_DEFAULTS` unless given.
+    :data:`robust_utils.recipes.ARCH_DEFAULTS` unless given.
 
     The attacker's pool must not contain the target's training images: in Shokri et al.'s
     setting the attacker owns data of the same distribution, not the target's data. Use the

@@ -43,7 +43,7 @@ from torch import nn
 from ._checks import check_choice, check_eval_model, check_finite, check_fraction, check_positive_int, model_device
 from .config import progress_bar
 from .explanations import capture_layer, normalize_maps
-from .gradients import check_model_input
+from ._checks import check_model_input
 
 __all__ = [
     "VOICE_METHODS",

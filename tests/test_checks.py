@@ -129,3 +129,14 @@ def test_check_name_accepts_plain_names_and_rejects_non_strings():
 def test_as_numpy_1d_hints_at_flattening():
     with pytest.raises(ValueError, match="reshape"):
         K.as_numpy_1d(torch.zeros(4, 1), "pred")
+
+
+def test_check_labels_says_how_to_convert_and_check_model_input_lives_here():
+    import numpy as np
+    from torch import nn
+    with pytest.raises(TypeError, match=r"torch.as_tensor\(labels\)"):
+        K.check_labels(np.array([0, 1]))
+    with pytest.raises(TypeError, match="x.float"):
+        K.check_model_input(nn.Linear(2, 2), torch.rand(1, 1, 2, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="torch.stack"):
+        K.check_model_input(nn.Linear(2, 2), [torch.rand(1, 2, 2)])
