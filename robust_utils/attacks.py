@@ -30,7 +30,7 @@ eval mode (dropout would make the attack random and batch-norm would mix the ima
 Results agree with :mod:`torchattacks` (``FGSM`` exactly, ``PGD`` without random start to
 1e-6; tested).
 
-Taught in Part 3, section "Adversarial challenge sets"; extended in Part 5.
+Taught in Part 3, section "Step 2: the challenge sets"; extended in Part 5.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
         Adversarial images, same shape, dtype and device as ``x``, in ``[0, 1]``, with
         ``|x' - x| <= eps`` pixel-wise.
 
-    Taught in Part 3, section "Adversarial challenge sets".
+    Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
     _check_xy(model, x, y)
@@ -184,7 +184,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
         Adversarial images, same shape, dtype and device as ``x``, in ``[0, 1]``, with
         ``|x' - x| <= eps`` pixel-wise.
 
-    Taught in Part 3, section "Adversarial challenge sets".
+    Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
     _check_xy(model, x, y)
@@ -243,7 +243,7 @@ def robust_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *,
     float
         In ``[0, 1]``.
 
-    Taught in Part 3, section "Adversarial challenge sets".
+    Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
     _check_xy(model, x_adv, y)

@@ -23,7 +23,7 @@ A model with half the baseline's errors has mCE 50; the baseline itself has mCE 
 A model can lower its mCE just by being more accurate on clean images; a lower *relative* mCE
 means that it also degrades less under corruption.
 
-Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+Taught in Part 4, section "Through the benchmarking glass: verify".
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def clean_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_siz
 
     The model is evaluated in eval mode (its mode is restored), on its own device.
 
-    Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+    Taught in Part 4, section "Through the benchmarking glass: verify".
     """
     _check_model(model)
     check_images(x, "x")
@@ -139,7 +139,7 @@ def corruption_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         ``errors[c][s]``: the error (a fraction in ``[0, 1]``) under corruption ``c`` at level
         ``s``, in the order of ``corruptions`` and ``levels``.
 
-    Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+    Taught in Part 4, section "Through the benchmarking glass: verify".
     """
     _check_model(model)
     check_images(x, "x")
@@ -236,7 +236,7 @@ def mce(errors: Mapping[str, Mapping[int, float]], baseline_errors: Mapping[str,
     :class:`RuntimeWarning` names it, and ``"relative_mCE"`` averages the other corruptions
     (``NaN`` if none is left).
 
-    Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+    Taught in Part 4, section "Through the benchmarking glass: verify".
     """
     errors = _check_errors(errors, "errors")
     baseline_errors = _check_errors(baseline_errors, "baseline_errors")
@@ -309,7 +309,7 @@ def mce_table(errors: Mapping[str, Mapping[str, Mapping[int, float]]], clean_err
         ``"relative mCE"``; ``df.attrs["errors"]``, ``df.attrs["clean_errors"]`` and
         ``df.attrs["relative_ce"]`` keep the inputs and per-corruption relative CEs.
 
-    Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+    Taught in Part 4, section "Through the benchmarking glass: verify".
     """
     import pandas as pd
 
@@ -359,7 +359,7 @@ def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
         ``"mCE"`` and ``"relative mCE"``. The raw errors are in ``df.attrs["errors"]`` and
         ``df.attrs["clean_errors"]``.
 
-    Taught in Part 4, section "Benchmarking: verifying robustness to corruptions".
+    Taught in Part 4, section "Through the benchmarking glass: verify".
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict {name: model}.")

@@ -287,6 +287,8 @@ def main(argv=None) -> int:
         python -m robust_utils.cache build --set all --profile laptop --json runs/models.json
         python -m robust_utils.cache build c3lt_cnn --profile full --classes 0,1,2,3,4,5,6,7
         python -m robust_utils.cache list
+
+    Taught in the Introduction, section "The model cache".
     """
     import argparse
 

@@ -13,7 +13,8 @@ A reliability diagram draws ``acc(B_m)`` as bars against the diagonal ``acc = co
 below the diagonal mean over-confidence. The slides use both to show that the introspective
 network is better calibrated than the feed-forward one on shifted test data.
 
-Taught in Part 2, section "Introspective learning"; reused in Part 3.
+Taught in Part 2, section "When is introspection useful? Generalisation and calibration"; reused
+in Part 3.
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     >>> expected_calibration_error(probs, torch.tensor([0, 0, 0, 1]))  # 75 % right at 0.75
     0.0
 
-    Taught in Part 2, section "Introspective learning"; reused in Part 3.
+    Taught in Part 2, section "When is introspection useful? Generalisation and calibration";
+    reused in Part 3.
     """
     _, counts, acc_sum, conf_sum, n = _bin_statistics(probs, labels, n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / n)
@@ -113,7 +115,8 @@ def reliability_diagram_data(probs: torch.Tensor, labels: torch.Tensor, n_bins: 
         (n_bins,; mean per bin, NaN for empty bins), ``"counts"`` (n_bins,, int; they sum to N),
         and the float ``"ece"``.
 
-    Taught in Part 2, section "Introspective learning"; reused in Part 3.
+    Taught in Part 2, section "When is introspection useful? Generalisation and calibration";
+    reused in Part 3.
     """
     edges, counts, acc_sum, conf_sum, n = _bin_statistics(probs, labels, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -176,7 +179,8 @@ def plot_reliability(data, ax=None, title: str | None = None):
     -------
     matplotlib.figure.Figure
 
-    Taught in Part 2, section "Introspective learning"; reused in Part 3.
+    Taught in Part 2, section "When is introspection useful? Generalisation and calibration";
+    reused in Part 3.
     """
     if _is_data(data):
         panels = {None: data}

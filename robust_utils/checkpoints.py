@@ -133,6 +133,8 @@ def checkpoint_lock(path) -> Iterator[None]:
     re-entrant lock serialises threads and lets the holder nest calls (:func:`save_checkpoint`
     inside the cache's train-and-save). On systems without ``fcntl`` only threads are
     serialised. The lock file stays (it is empty); the lock dies with its process.
+
+    Taught in the Introduction, section "The model cache".
     """
     path = _record(path)
     folder = writable_dir(path.parent)
@@ -170,6 +172,8 @@ def sweep(path) -> list[Path]:
     Temporary files ``.<name>*.tmp`` and weights files ``<name>-*.safetensors`` that the record
     does not name. Call it while holding :func:`checkpoint_lock` (the cache does), so that no
     save in progress loses its files.
+
+    Taught in the Introduction, section "The model cache".
     """
     path = _record(path)
     if not path.parent.is_dir():
@@ -267,6 +271,8 @@ def read_record(path) -> dict:
 
     Raises :class:`FileNotFoundError` when there is no record and
     :class:`CorruptCheckpointError` when it is unreadable, not JSON, or of the wrong shape.
+
+    Taught in the Introduction, section "The model cache".
     """
     path = _record(path)
     if path.is_dir():

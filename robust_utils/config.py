@@ -61,6 +61,8 @@ class Profile:
     batch_size: training batch size.
     n_novel: images per novel-data set (one corruption type at one level, one OOD source, ...).
     n_eval: images used by expensive per-image analyses (per-sample gradients, embeddings).
+
+    Taught in the Introduction, section "Profiles".
     """
 
     name: str
@@ -98,6 +100,8 @@ def resolve_profile(name: str | Profile | None = "auto") -> Profile:
 
     ``"auto"`` (or ``None``) reads the ``RNI_PROFILE`` environment variable, and without it picks
     ``full`` when CUDA is available and ``laptop`` otherwise.
+
+    Taught in the Introduction, section "Profiles".
     """
     if isinstance(name, Profile):
         return name
@@ -119,6 +123,8 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
     ``"auto"`` (or ``None``) reads ``RNI_DEVICE`` and otherwise picks CUDA when available, else
     CPU. An explicit ``"cuda"`` on a machine without CUDA raises with a clear message.
+
+    Taught in the Introduction, section "Opening a chapter in Colab".
     """
     if isinstance(device, torch.device):
         device = str(device)
@@ -139,7 +145,10 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA) for reproducible notebooks."""
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) for reproducible notebooks.
+
+    Taught in the Introduction, section "Opening a chapter in Colab".
+    """
     seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -161,6 +170,8 @@ def data_dir() -> Path:
     else ``./data`` in the working directory (e.g. in Colab after ``pip install``). The folder is
     not created here: reading data that lie elsewhere (Debian's Fashion-MNIST) works even when
     this folder cannot be written; :func:`writable_dir` creates it when something is saved.
+
+    Taught in the Introduction, section "Data without internet".
     """
     env = os.environ.get(DATA_ENV, "").strip()
     if env:
@@ -170,7 +181,10 @@ def data_dir() -> Path:
 
 
 def checkpoint_dir() -> Path:
-    """The folder of the trained-model cache: ``<data_dir>/checkpoints`` (not created here)."""
+    """The folder of the trained-model cache: ``<data_dir>/checkpoints`` (not created here).
+
+    Taught in the Introduction, section "The model cache".
+    """
     return data_dir() / "checkpoints"
 
 
@@ -179,6 +193,8 @@ def writable_dir(path) -> Path:
 
     Raises a :class:`PermissionError` that names the folder and the fix (set ``RNI_DATA_DIR``)
     instead of a bare traceback from deep inside a save.
+
+    Taught in the Introduction, section "The model cache".
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -201,6 +217,8 @@ def progress_bar(*args, **kwargs):
     runner (``RNI_PROGRESS=text``) the bar is plain text on stderr, updated rarely, so that the
     executed notebook in the rendered book shows the final state of the bar instead of an
     un-rendered widget.
+
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     if os.environ.get(PROGRESS_ENV, "").strip() == "text":
         import sys

@@ -14,7 +14,7 @@ elastic displacements) were rescaled for 28x28 images so that level 1 is mild an
 for a small Fashion-MNIST CNN. :data:`SEVERITY` holds the table; :func:`severity_table` returns
 it as printable rows.
 
-Taught in Part 1, section "Challenges at Inference: corrupted and noisy data".
+Taught in Part 1, section "A suite of novel data".
 """
 from __future__ import annotations
 
@@ -277,7 +277,7 @@ RANDOM_CORRUPTIONS = frozenset({"gaussian_noise", "shot_noise", "impulse_noise",
 def corruption_names() -> list[str]:
     """The names of all corruption types, in the book's order (noise, blur, photometric, digital).
 
-    Taught in Part 1, section "Challenges at Inference: corrupted and noisy data".
+    Taught in Part 1, section "A suite of novel data".
     """
     return list(_IMPL)
 
@@ -318,7 +318,7 @@ def corrupt(x: torch.Tensor, name: str, level: int, seed: int = 0) -> torch.Tens
     >>> corrupt(x, "gaussian_noise", 3, seed=0).shape
     torch.Size([4, 1, 28, 28])
 
-    Taught in Part 1, section "Challenges at Inference: corrupted and noisy data".
+    Taught in Part 1, section "A suite of novel data".
     """
     check_images(x, "x")
     check_choice(name, "corruption", _IMPL)
@@ -335,7 +335,7 @@ def severity_table() -> list[dict]:
 
     Each row has keys ``corruption``, ``parameter``, ``level 1`` .. ``level 5`` and ``meaning``.
 
-    Taught in Part 1, section "Challenges at Inference: corrupted and noisy data".
+    Taught in Part 1, section "A suite of novel data".
     """
     rows = []
     for name, values in SEVERITY.items():
@@ -359,7 +359,7 @@ def _make_public(name: str) -> Callable:
                   f"Severity parameter ({param}) at levels 1..5: {SEVERITY[name]}.\n"
                   f"{'Random: depends on ``seed``.' if name in RANDOM_CORRUPTIONS else 'Deterministic.'}"
                   f" Same arguments and return value as :func:`corrupt` with ``name={name!r}``.\n\n"
-                  "Taught in Part 1, section \"Challenges at Inference: corrupted and noisy data\".\n")
+                  "Taught in Part 1, section \"A suite of novel data\".\n")
     return fn
 
 

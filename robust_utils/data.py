@@ -12,7 +12,7 @@ suite that bundles them) are in :mod:`robust_utils.novel`.
 
 Every image tensor is float32, shaped ``(N, C, H, W)``, with pixels in ``[0, 1]``.
 
-Taught in Part 1, section "Challenges at Inference: novel data".
+Taught in Part 1, section "Novel data at inference".
 """
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ValueError
         If the file is not IDX (bad magic number), or is truncated or corrupt.
 
-    Taught in Part 1, section "Neural network basics: the data".
+    Taught in Part 1, section "Novel data at inference".
     """
     p = Path(path)
     if not p.is_file():
@@ -332,7 +332,7 @@ def load_fashion_mnist(split: str = "train", n: int | None = None, *, normalize:
     FileNotFoundError
         If the data is nowhere and cannot be downloaded; the message names both fixes.
 
-    Taught in Part 1, section "Neural network basics: the data".
+    Taught in Part 1, section "Novel data at inference".
     """
     split = _check_split(split)
     seed = check_seed(seed)
@@ -398,7 +398,7 @@ def load_mnist(split: str = "train", n: int | None = None, root: str | os.PathLi
     (standardised with :data:`MNIST_MEAN` / :data:`MNIST_STD` if ``normalize``), y int64; ``n``
     takes the same seeded class-balanced subset. ``RNI_OFFLINE=1`` disables the download.
 
-    Taught in Part 1, section "Challenges at Inference: out-of-distribution data" (MNIST is a
+    Taught in Part 1, section "Out-of-distribution inputs and new classes" (MNIST is a
     classic OOD set for a Fashion-MNIST model).
     """
     split = _check_split(split)
@@ -421,7 +421,7 @@ def load_cifar10(split: str = "train", n: int | None = None, root: str | os.Path
     :data:`CIFAR10_CLASSES`; ``n`` takes a seeded class-balanced subset. ``RNI_OFFLINE=1``
     disables the download.
 
-    Taught in Part 1, section "Robustness in deep learning" (a harder, colour benchmark).
+    Taught in Part 1, section "Novel data at inference" (a harder, colour benchmark).
     """
     split = _check_split(split)
     seed = check_seed(seed)
@@ -463,7 +463,7 @@ def normalize(x: torch.Tensor, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD) -
     mean, std : float or sequence of C floats
         Defaults are the Fashion-MNIST training statistics.
 
-    Taught in Part 1, section "Neural network basics: the data".
+    Taught in Part 1, section "Novel data at inference".
     """
     check_images(x, "x")
     return _normalize(x, mean, std)
@@ -472,7 +472,7 @@ def normalize(x: torch.Tensor, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD) -
 def denormalize(x: torch.Tensor, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD) -> torch.Tensor:
     """Undo :func:`normalize`: ``x * std + mean`` (for displaying standardised images).
 
-    Taught in Part 1, section "Neural network basics: the data".
+    Taught in Part 1, section "Novel data at inference".
     """
     check_images(x, "x", value_range=None)
     s = _stats(std, x, "std")
@@ -482,7 +482,7 @@ def denormalize(x: torch.Tensor, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
 def check_classes(classes, name: str = "classes") -> list[int]:
     """A non-empty sequence (list, tuple, array or 1-D tensor) of distinct class indices, as ints.
 
-    Taught in Part 1, section "Challenges at Inference: new classes".
+    Taught in Part 1, section "Out-of-distribution inputs and new classes".
     """
     if isinstance(classes, torch.Tensor):
         classes = classes.tolist()
@@ -521,7 +521,7 @@ def subset_classes(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
     -------
     (x_subset, y_subset), in the original order.
 
-    Taught in Part 1, section "Challenges at Inference: new classes".
+    Taught in Part 1, section "Out-of-distribution inputs and new classes".
     """
     check_images(x, "x", value_range=None)
     check_labels(y, n=len(x), name="y")

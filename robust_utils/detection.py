@@ -44,7 +44,7 @@ products come from the Gram matrix of the input pixels, much cheaper than formin
 ``method="vmap"`` uses it for everything. Both equal the plain loop of one backward pass per
 image (:func:`purview_features_loop`; tested).
 
-Taught in Part 3, section "Probing the purview: gradient features".
+Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def purview_feature_names(model: nn.Module, params: str | Sequence[str] = "all")
     ``params="all"`` gives ``model.named_parameters()`` order; a list of names is kept in the
     order given.
 
-    Taught in Part 3, section "Probing the purview: gradient features".
+    Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -335,7 +335,7 @@ def purview_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128
         On ``x``'s device, in the model's dtype; column ``l`` is parameter
         ``purview_feature_names(model, params)[l]``.
 
-    Taught in Part 3, section "Probing the purview: gradient features".
+    Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
     """
     _check_eval_model(model)
     check_images(x, "x")
@@ -369,7 +369,7 @@ def purview_features_loop(model: nn.Module, x: torch.Tensor, *,
     require gradients), so the ``requires_grad`` flags and ``.grad`` fields are left alone.
     Returns the same ``(N, L)`` tensor.
 
-    Taught in Part 3, section "Probing the purview: gradient features".
+    Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
     """
     _check_eval_model(model)
     check_images(x, "x")
@@ -446,7 +446,7 @@ class LogisticDetector:
     >>> det = LogisticDetector().fit(features_train_in, features_train_out)   # doctest: +SKIP
     >>> p_novel = det.score(features_test)                                      # doctest: +SKIP
 
-    Taught in Part 3, section "Probing the purview: the detector".
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
     """
 
     eps: float = 1e-12
@@ -483,7 +483,7 @@ class LogisticDetector:
         Both are ``(N, L)`` arrays or tensors with the same ``L``, at least two rows each.
         Returns ``self``.
 
-        Taught in Part 3, section "Probing the purview: the detector".
+        Taught in Part 3, section "Steps 4–5: a detector per challenge set".
         """
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -511,7 +511,7 @@ class LogisticDetector:
 
         ``features`` is ``(N, L)`` with the ``L`` of :meth:`fit`; returns a ``(N,)`` float64 array.
 
-        Taught in Part 3, section "Probing the purview: the detector".
+        Taught in Part 3, section "Steps 4–5: a detector per challenge set".
         """
         if self.pipeline_ is None:
             raise RuntimeError("the detector is not fitted yet; call detector.fit(features_in, "
@@ -555,7 +555,7 @@ def detection_experiment(features_in, features_out, *, train_fraction: float = 0
         ``"auroc"``, ``"aupr"``, ``"fpr95"`` (floats), ``"scores_in"``, ``"scores_out"``
         (held-out detector scores, numpy arrays) and ``"detector"`` (the fitted detector).
 
-    Taught in Part 3, section "Probing the purview: the detector".
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
     """
     a = _as_features(features_in, "features_in", allow_1d=True)
     b = _as_features(features_out, "features_out", allow_1d=True)

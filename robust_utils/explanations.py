@@ -33,7 +33,7 @@ Because the images of a batch do not interact in an eval-mode network, the gradi
 is each image's own gradient. The hook lives inside a context manager and is removed even when
 the call fails, so a model can be explained, attacked and trained again afterwards.
 
-Taught in Part 2, "Explainability at inference".
+Taught in Part 2, section "Explanations and the questions they answer".
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def class_indices(value, n: int, num_classes: int, name: str = "target", device=
     tensor; one index is repeated for the ``n`` images. Ranges are checked against
     ``num_classes``. Used for the ``target`` / ``contrast`` arguments of every explanation.
 
-    Taught in Part 2, section "Class activation maps".
+    Taught in Part 2, section "Grad-CAM and the choice of layer".
     """
     if isinstance(value, np.ndarray) and value.ndim >= 1:
         if not np.issubdtype(value.dtype, np.integer):
@@ -180,7 +180,7 @@ def gradients(model: nn.Module, x: torch.Tensor, target=None, *, absolute: bool 
     torch.Tensor
         Shape of ``x``.
 
-    Taught in Part 2, section "Gradients as explanations".
+    Taught in Part 2, section "Pixel attributions".
     """
     return _captum_attribution("Saliency", model, x, target, abs=bool(absolute))
 
@@ -192,7 +192,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> torch.Ten
     positive activations. (Functional ReLUs are not modified; the book's models use modules.)
     Returns a tensor of the shape of ``x``; ``target`` as in :func:`gradients`.
 
-    Taught in Part 2, section "Gradients as explanations".
+    Taught in Part 2, section "Pixel attributions".
     """
     return _captum_attribution("GuidedBackprop", model, x, target)
 
@@ -204,7 +204,7 @@ def deconvolution(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tenso
     ignoring the forward activation. Returns a tensor of the shape of ``x``; ``target`` as in
     :func:`gradients`.
 
-    Taught in Part 2, section "Gradients as explanations".
+    Taught in Part 2, section "Pixel attributions".
     """
     return _captum_attribution("Deconvolution", model, x, target)
 
@@ -243,7 +243,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 
     torch.Tensor
         Shape of ``x``.
 
-    Taught in Part 2, section "Gradients as explanations".
+    Taught in Part 2, section "Pixel attributions".
     """
     _check_model(model)
     _check_x(model, x)
@@ -275,8 +275,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 
 def conv_layer_names(model: nn.Module) -> list[str]:
     """Names (as in :meth:`~torch.nn.Module.named_modules`) of the model's ``Conv2d`` layers.
 
-    Uses ``model.conv_layers()`` for the book's models. Taught in Part 2, section "Class
-    activation maps".
+    Uses ``model.conv_layers()`` for the book's models. Taught in Part 2, section "Grad-CAM and
+    the choice of layer".
     """
     if hasattr(model, "conv_layers") and callable(model.conv_layers):
         return list(model.conv_layers())
@@ -320,7 +320,7 @@ def capture_layer(model: nn.Module, layer: str | None = None) -> Iterator[dict]:
     ``with`` block ends, also on an exception. Used by the class activation maps here and by
     :mod:`robust_utils.voice`.
 
-    Taught in Part 2, section "Class activation maps".
+    Taught in Part 2, section "Grad-CAM and the choice of layer".
     """
     name, module = _resolve_layer(model, layer)
     store: dict = {"name": name}
@@ -373,7 +373,7 @@ def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     map that the ReLU zeroed) becomes all zeros rather than NaN. Maps with NaN or infinite
     values are refused (``ValueError``) rather than silently turned into zeros.
 
-    Taught in Part 2, section "Class activation maps".
+    Taught in Part 2, section "Grad-CAM and the choice of layer".
     """
     check_finite(maps, "maps")
     if maps.dim() < 2 or maps.shape[0] == 0:
@@ -530,7 +530,9 @@ def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: st
     where ``g = 0``, matching pytorch-grad-cam's ``GradCAMPlusPlus``. One forward and one
     backward pass for the whole batch; arguments and return value as in :func:`grad_cam`.
 
-    Taught in Part 2, section "Grad-CAM++" (used again in Part 4).
+    Taught in Part 2, sections "Every contrast class of one image, and an explorer" and "The
+    slides' claims beside ours"; used again in Part 4, section "The network and the explanations
+    to evaluate".
     """
     a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target))
     g2 = g * g
@@ -587,7 +589,7 @@ def explain(model: nn.Module, x: torch.Tensor, method: str, **kw) -> torch.Tenso
     than Q? pass ``contrast=Q``), ``"gradcam++"`` (class activation maps, ``(N, H, W)``).
     :data:`QUESTIONS` gives each method's question for figure titles.
 
-    Taught in Part 2, section "The explanatory paradigms".
+    Taught in Part 2, section "Every contrast class of one image, and an explorer".
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string; choose one of: {', '.join(METHODS)}.")

@@ -22,7 +22,10 @@ EMBEDDINGS = ("isomap", "tsne", "pca")
 
 @torch.no_grad()
 def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Penultimate-layer features ``model.features(x)`` in eval mode, batched; returns (N, D) on CPU."""
+    """Penultimate-layer features ``model.features(x)`` in eval mode, batched; returns (N, D) on CPU.
+
+    Taught in Part 1, section "A manifold view".
+    """
     if not hasattr(model, "features"):
         raise TypeError(f"{type(model).__name__} has no .features(x) method; use a model from "
                         "robust_utils.models.")
@@ -40,7 +43,10 @@ def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
 
 
 def embed_2d(features, method: str = "isomap", *, n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
-    """Embed (N, D) features in 2-D with Isomap, t-SNE or PCA (scikit-learn); returns (N, 2)."""
+    """Embed (N, D) features in 2-D with Isomap, t-SNE or PCA (scikit-learn); returns (N, 2).
+
+    Taught in Part 1, section "A manifold view".
+    """
     check_choice(method, "embedding method", EMBEDDINGS)
     seed = check_seed(seed)
     f = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)

@@ -113,6 +113,8 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
     -------
     dict name -> tensor of shape (N, *param.shape): ``U_theta`` of each image is
     ``-grad`` of the log-likelihood, i.e. the gradient of the loss.
+
+    Taught in Part 1, section "Gradients at inference".
     """
     _check_eval(model)
     check_model_input(model, x)
@@ -135,7 +137,10 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
 
 
 def flatten_gradients(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Concatenate a dict of per-sample gradients into one (N, P) matrix."""
+    """Concatenate a dict of per-sample gradients into one (N, P) matrix.
+
+    Taught in Part 1, section "Gradients at inference".
+    """
     if not isinstance(grads, dict) or not grads:
         raise ValueError("grads must be a non-empty dict name -> (N, ...) tensor, "
                          "as returned by per_sample_gradients.")
@@ -168,7 +173,10 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 
 def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                          mode: str = "predicted", batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Squared L2 norm of each parameter tensor's per-sample gradient: name -> (N,)."""
+    """Squared L2 norm of each parameter tensor's per-sample gradient: name -> (N,).
+
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
     _check_eval(model)
     check_model_input(model, x)
     check_positive_int(batch_size, "batch_size")
@@ -216,6 +224,8 @@ def empirical_fisher(u: torch.Tensor, centered: bool = False) -> torch.Tensor:
     ``E[U U^T] = u.T @ u / N``. With ``centered=True`` the sample covariance ``Var(U)`` is
     returned instead; the two agree when the score has zero mean (labels sampled from the
     model), which is the identity the slides use.
+
+    Taught in Part 1, section "Gradients at inference".
     """
     if not isinstance(u, torch.Tensor) or u.dim() != 2:
         raise ValueError(f"u must be a (N, P) tensor of flattened per-sample gradients, got "
@@ -231,7 +241,10 @@ def empirical_fisher(u: torch.Tensor, centered: bool = False) -> torch.Tensor:
 
 
 def score_mean(u: torch.Tensor) -> torch.Tensor:
-    """Mean per-sample gradient (N, P) -> (P,): near zero for labels sampled from the model."""
+    """Mean per-sample gradient (N, P) -> (P,): near zero for labels sampled from the model.
+
+    Taught in Part 1, section "Gradients at inference".
+    """
     if not isinstance(u, torch.Tensor) or u.dim() != 2 or u.shape[0] == 0:
         raise ValueError("u must be a non-empty (N, P) tensor of flattened per-sample gradients.")
     return u.mean(0)
@@ -280,6 +293,9 @@ def gradient_descent_path(f: Callable[[torch.Tensor], torch.Tensor], start: Iter
 
     Returns the (steps + 1, 2) path, starting at ``start``. Used for the book's illustration
     that the negative gradient is a descent direction known from local information alone.
+
+    Taught in Part 1, section "Gradients are local information, and the negative gradient is a
+    descent direction".
     """
     check_positive_int(steps, "steps")
     lr = check_number(lr, "lr")

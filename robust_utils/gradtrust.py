@@ -15,7 +15,7 @@ A trust score is judged by :func:`trust_curves`: the accuracy and macro F1 of th
 above each percentile of the score, and the areas under them (AUAC, AUFC). Both GradTrust
 functions declare ``higher = "more trustworthy"`` (:func:`robust_utils.metrics.score_direction`).
 
-Taught in Part 3, section "GradTrust".
+Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def gradtrust(model: nn.Module, x: torch.Tensor, *, k: int | None = None,
     Tensor (N,)
         float32 on ``x``'s device.
 
-    Taught in Part 3, section "GradTrust".
+    Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
     """
     _check_head_model(model)
     check_images(x, "x")
@@ -192,7 +192,7 @@ def gradtrust_from_logits(logits: torch.Tensor, features: torch.Tensor | None = 
     Tensor (N,)
         Same dtype and device as ``logits``.
 
-    Taught in Part 3, section "GradTrust".
+    Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
     """
     z = check_logits(logits).detach()
     n, c = z.shape
@@ -255,7 +255,7 @@ def trust_curves(scores, predictions, labels, *, n_points: int = 100) -> dict:
         ``"auac"``, ``"aufc"``: the trapezoid areas under accuracy and F1 against the percentile,
         divided by the percentile range ``(n_points-1)/n_points`` so that they lie in ``[0, 1]``.
 
-    Taught in Part 3, section "GradTrust".
+    Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
     """
     s = as_numpy_1d(scores, "scores")
     if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)) \

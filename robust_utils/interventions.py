@@ -56,7 +56,7 @@ Everything is batched over images *and* steps: the masked copies are built chunk
 sent through the model ``batch_size`` images at a time, with no Python loop over images. Any
 callable that maps ``(B, C, H, W)`` images to ``(B, num_classes)`` logits works as the model.
 
-Taught in Part 4, "Intervenability at inference".
+Taught in Part 4, section "Five glasses, three rules".
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ class InterventionResult:
     extra : dict
         Metric-specific tensors and settings (documented by each function).
 
-    Taught in Part 4, section "Explanation evaluation".
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
     """
 
     name: str
@@ -343,7 +343,7 @@ def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, 
         ``max(0, unmasked - masked) / unmasked`` (the paper's "average drop" per image),
         ``"increase"`` = ``masked > unmasked`` (its "increase in confidence"), ``"target"``.
 
-    Taught in Part 4, section "Evaluation 1: explanation heatmap masking".
+    Taught in Part 4, section "Evaluation 1: heatmap masking".
     """
     x = prepare_inputs(model, x)
     maps = check_maps(maps, x, unit=True)
@@ -401,7 +401,7 @@ def make_substrate(x: torch.Tensor, substrate="black", *, blur_sigma: float = 5.
     torch.Tensor
         ``(N, C, H, W)``, same device and dtype as ``x``.
 
-    Taught in Part 4, section "Evaluation 2: pixel-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     check_images(x, "x", value_range=None)
     if isinstance(substrate, torch.Tensor):
@@ -522,7 +522,7 @@ def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: 
         ``"flat_maps"`` (``(N,)`` bool: constant maps, whose order is arbitrary; a warning is
         issued when there are any).
 
-    Taught in Part 4, section "Evaluation 2: pixel-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     return _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
                          "deletion")
@@ -547,7 +547,7 @@ def insertion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps:
         ``name="insertion"``, ``higher_is_better=True``; the rest as in :func:`deletion`
         (``extra["pixels"]`` counts the pixels revealed).
 
-    Taught in Part 4, section "Evaluation 2: pixel-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     return _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
                          "insertion")
@@ -565,7 +565,7 @@ def occlude(x: torch.Tensor, points, *, size: int = 7, value: float = 0.0) -> to
     ``x``. The executable analogue of point prompts in the book: the reader places occlusions and
     watches the prediction and the explanation change.
 
-    Taught in Part 4, section "The prompting glass".
+    Taught in Part 4, section "Through the prompting glass: actuate".
     """
     check_images(x, "x")
     size = check_positive_int(size, "size")
@@ -607,7 +607,7 @@ def energy_inside(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     Tensor (N,)
         float32 fractions in ``[0, 1]``.
 
-    Taught in Part 4, section "Dangers of incomplete interventions".
+    Taught in Part 4, section "The dangers of incomplete interventions: SHAPE vs RISE".
     """
     if not isinstance(maps, torch.Tensor) or maps.dim() != 3:
         raise ValueError(f"maps must be a (N, H, W) tensor, got "

@@ -17,7 +17,7 @@ Stage 2 (the introspective network)
 The authors published no code for the second stage; the slides describe it as a three-layer
 MLP over the gradient features, and that is what this module implements.
 
-Taught in Part 2, section "Introspective learning".
+Taught in Part 2, section "Introspective learning: a two-stage inference".
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def confounding_loss(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
     ``"mse"``: :math:`\\sum_i (p_i - 1)^2` with ``p = softmax(z)``, whose derivative mixes the
     classes through the softmax Jacobian.
 
-    Taught in Part 2, section "Introspective learning".
+    Taught in Part 2, section "Stage 1: gradient features".
     """
     check_choice(loss, "loss", LOSSES)
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
@@ -160,7 +160,7 @@ def introspective_features(model: nn.Module, x: torch.Tensor, *, batch_size: int
     Tensor
         On ``x``'s device, float32, shaped as described under ``reduce``.
 
-    Taught in Part 2, section "Introspective learning".
+    Taught in Part 2, section "Stage 1: gradient features".
     """
     _check_model(model)
     check_model_input(model, x, value_range=(0.0, 1.0))
@@ -227,7 +227,7 @@ class IntrospectiveNet(nn.Module):
     hidden : sequence of int, default (128, 64)
         Hidden layer widths.
 
-    Taught in Part 2, section "Introspective learning".
+    Taught in Part 2, section "Stage 2: the introspective network".
     """
 
     def __init__(self, num_classes: int, feature_shape, hidden: Sequence[int] = (128, 64)):
@@ -293,7 +293,7 @@ class IntrospectiveClassifier:
     history : dict
         Per-epoch ``"loss"`` and ``"accuracy"`` of stage 2 on the training features.
 
-    Taught in Part 2, section "Introspective learning".
+    Taught in Part 2, section "Stage 2: the introspective network".
     """
 
     def __init__(self, model: nn.Module, net: IntrospectiveNet, *, reduce: str = "rows",
@@ -438,7 +438,7 @@ def fit_introspective(model: nn.Module, x_train: torch.Tensor, y_train: torch.Te
     IntrospectiveClassifier
         With ``predict_proba(x)`` end to end and ``history`` of the stage-2 training.
 
-    Taught in Part 2, section "Introspective learning".
+    Taught in Part 2, section "Stage 2: the introspective network".
     """
     _check_model(model)
     x_train = check_model_input(model, x_train, "x_train", value_range=(0.0, 1.0))

@@ -40,6 +40,8 @@ def declares_direction(higher_means: str):
     score or ``"more trustworthy"`` for a trust score. Tables read it with
     :func:`score_direction` instead of relying on a docstring (Quantus declares a direction on
     each metric the same way).
+
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
     """
     check_choice(higher_means, "score direction", HIGHER_MEANS)
 
@@ -50,7 +52,10 @@ def declares_direction(higher_means: str):
 
 
 def score_direction(obj) -> str:
-    """What a higher value of ``obj``'s score means (see :func:`declares_direction`)."""
+    """What a higher value of ``obj``'s score means (see :func:`declares_direction`).
+
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
+    """
     d = getattr(obj, "higher_means", None)
     if d is None:
         raise AttributeError(f"{getattr(obj, '__name__', type(obj).__name__)} does not declare which way "
@@ -80,6 +85,8 @@ def accuracy(pred, labels) -> float:
 
     ``pred`` of shape ``(N, 1)`` is refused: it could be labels in a column or the logits of a
     single class (whose argmax is always 0), so the caller must say which.
+
+    Taught in Part 1, section "The classifier".
     """
     if isinstance(pred, torch.Tensor):
         pred = pred.detach().cpu().numpy()
@@ -97,13 +104,19 @@ def accuracy(pred, labels) -> float:
 
 
 def max_softmax(probs: torch.Tensor) -> torch.Tensor:
-    """Confidence = largest class probability of each row, (N, C) -> (N,)."""
+    """Confidence = largest class probability of each row, (N, C) -> (N,).
+
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
+    """
     check_probabilities(probs, "probs")
     return probs.max(-1).values
 
 
 def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each probability vector, (N, C) -> (N,); 0 log 0 = 0."""
+    """Shannon entropy (nats) of each probability vector, (N, C) -> (N,); 0 log 0 = 0.
+
+    Taught in Part 3, section "Steps 4–5: a detector per challenge set".
+    """
     check_probabilities(probs, "probs")
     return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
 
@@ -112,6 +125,8 @@ def auroc(scores, labels) -> float:
     """Area under the ROC curve, via the Mann-Whitney rank statistic (ties get average ranks).
 
     0.5 is chance; 1.0 means every positive scores above every negative.
+
+    Taught in Part 1, section "Gradient surprise on novel data".
     """
     s, y = _check_detection(scores, labels)
     order = np.argsort(s, kind="mergesort")
@@ -127,7 +142,10 @@ def auroc(scores, labels) -> float:
 
 
 def aupr(scores, labels) -> float:
-    """Area under the precision-recall curve as average precision (scikit-learn's definition)."""
+    """Area under the precision-recall curve as average precision (scikit-learn's definition).
+
+    Taught in Part 3, section "Adversarial inputs".
+    """
     s, y = _check_detection(scores, labels)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
@@ -142,7 +160,10 @@ def aupr(scores, labels) -> float:
 
 
 def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
-    """False-positive rate at the smallest threshold reaching the given true-positive rate."""
+    """False-positive rate at the smallest threshold reaching the given true-positive rate.
+
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
     check_fraction(tpr, "tpr", low=0.0, high=1.0, inclusive=False)
     s, y = _check_detection(scores, labels)
     pos = np.sort(s[y == 1])[::-1]
@@ -152,7 +173,10 @@ def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
 
 
 def detection_scores(in_scores, out_scores) -> dict[str, float]:
-    """AUROC, AUPR and FPR@95%TPR for separating ``out_scores`` (positives) from ``in_scores``."""
+    """AUROC, AUPR and FPR@95%TPR for separating ``out_scores`` (positives) from ``in_scores``.
+
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
     a = _as_numpy_1d(in_scores, "in_scores")
     b = _as_numpy_1d(out_scores, "out_scores")
     s = np.concatenate([a, b])

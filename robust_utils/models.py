@@ -17,7 +17,7 @@ Every model exposes the same pieces:
     the convolution layers by their :meth:`~torch.nn.Module.named_modules` names, for Grad-CAM
     and the other class-activation maps of Part 2.
 
-Taught in Part 1, section "The classifiers of the book".
+Taught in Part 1, section "The classifier".
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ ACTIVATIONS = Registry("activation")
 def register_activation(name: str, factory: Callable[[], nn.Module] | None = None):
     """Register an activation factory under ``name`` (usable as a decorator).
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
     if factory is None:
         return lambda f: ACTIVATIONS.register(name, f)
@@ -73,7 +73,7 @@ register_activation("relu", nn.ReLU)
 def make_activation(name: str = "relu") -> nn.Module:
     """A fresh activation module by its registered name (see :data:`ACTIVATIONS`).
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name, one of: {', '.join(ACTIVATIONS)}; got {name!r}.")
@@ -121,7 +121,7 @@ class Normalize(nn.Module):
     in_channels : int
         Number of image channels.
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
 
     def __init__(self, mean=0.0, std=1.0, in_channels: int = 1):
@@ -167,7 +167,7 @@ class BookModel(nn.Module):
     head : torch.nn.Linear
         The final layer, ``features -> logits``.
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
 
     arch: str = "book_model"
@@ -212,7 +212,7 @@ class BookModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(N, D)`` of ``[0, 1]`` images ``x`` (normalisation included).
 
-        Taught in Part 1, section "Features and the linear head".
+        Taught in Part 1, section "A manifold view".
         """
         self._check_input(x)
         return self._features(self.normalize(x))
@@ -229,7 +229,7 @@ class BookModel(nn.Module):
     def conv_layers(self) -> dict[str, nn.Conv2d]:
         """All convolution layers, keyed by their :meth:`named_modules` name, in forward order.
 
-        Taught in Part 2, section "Class activation maps".
+        Taught in Part 2, section "Grad-CAM and the choice of layer".
         """
         return {name: m for name, m in self.named_modules() if isinstance(m, nn.Conv2d)}
 
@@ -240,7 +240,7 @@ class BookModel(nn.Module):
         Raises :class:`ValueError` for models without convolutions (an ``AttributeError`` would
         be swallowed by :class:`torch.nn.Module`'s attribute lookup).
 
-        Taught in Part 2, section "Class activation maps".
+        Taught in Part 2, section "Grad-CAM and the choice of layer".
         """
         convs = self.conv_layers()
         if not convs:
@@ -273,7 +273,7 @@ class C3LTClassifier(BookModel):
     activation : str, default "relu"
         A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
-    Taught in Part 7, section "C3LT: the classifier to explain".
+    Taught in Part 1, section "The classifier".
     """
 
     arch = "c3lt_cnn"
@@ -332,7 +332,7 @@ class MLP(BookModel):
     activation : str, default "relu"
         A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
 
     arch = "mlp"
@@ -383,7 +383,7 @@ class PreActBlock(nn.Module):
     ``out = conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut``, where the shortcut is the
     identity, or a 1x1 strided convolution of ``relu(bn1(x))`` when the shape changes.
 
-    Taught in Part 4, section "ResNet-44".
+    Taught in Part 3, section "Networks and data".
     """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, activation: str = "relu"):
@@ -431,7 +431,7 @@ class PreActResNet(BookModel):
     activation : str, default "relu"
         A name of :data:`ACTIVATIONS` used for every hidden non-linearity.
 
-    Taught in Part 4, section "ResNet-44".
+    Taught in Part 3, section "Networks and data".
     """
 
     arch = "preact_resnet"
@@ -485,7 +485,7 @@ def register_architecture(name: str, builder: Callable[..., nn.Module] | None = 
     A later chapter adds its networks from the module that teaches them, e.g.
     ``@register_architecture("trades_cnn")``, without touching this module or the cache.
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
     if builder is None:
         return lambda b: ARCHITECTURES.register(name, b)
@@ -500,7 +500,7 @@ register_architecture("preact_resnet", PreActResNet)
 def architecture_parameters(arch: str) -> list[str]:
     """The constructor arguments an architecture accepts (the valid ``arch_kwargs`` of a recipe).
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
     if not isinstance(arch, str):
         raise TypeError(f"arch must be a string naming an architecture, got {type(arch).__name__}; "
@@ -528,7 +528,7 @@ def build_model(arch: str, **kwargs) -> nn.Module:
         A freshly initialised model (seed with :func:`robust_utils.config.seed_everything`
         first for reproducible weights).
 
-    Taught in Part 1, section "The classifiers of the book".
+    Taught in Part 1, section "The classifier".
     """
     valid = architecture_parameters(arch)
     unknown = sorted(set(kwargs) - set(valid))

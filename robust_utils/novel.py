@@ -13,7 +13,7 @@ module provides all of them for Fashion-MNIST, offline:
 
 Every image tensor is float32, shaped ``(N, C, H, W)``, with pixels in ``[0, 1]``.
 
-Taught in Part 1, section "Challenges at Inference: novel data".
+Taught in Part 1, section "A suite of novel data".
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def load_digits_ood(n: int | None = None, seed: int = 0, *, size: int = 28,
     -------
     Tensor, float32 ``(n, channels, size, size)`` in ``[0, 1]``.
 
-    Taught in Part 1, section "Challenges at Inference: out-of-distribution data".
+    Taught in Part 1, section "A suite of novel data".
     """
     seed = check_seed(seed)
     base = _digits_28()
@@ -156,7 +156,7 @@ def natural_image_patches(n: int, seed: int = 0, *, size: int = 28, channels: in
     -------
     Tensor, float32 ``(n, channels, size, size)`` in ``[0, 1]``.
 
-    Taught in Part 1, section "Challenges at Inference: out-of-distribution data".
+    Taught in Part 1, section "A suite of novel data".
     """
     n = _check_n(n)
     seed = check_seed(seed)
@@ -188,7 +188,7 @@ def uniform_noise(n: int, seed: int = 0, *, size: int = 28, channels: int = 1) -
     -------
     Tensor, float32 ``(n, channels, size, size)`` in ``[0, 1]``, deterministic by ``seed``.
 
-    Taught in Part 1, section "Challenges at Inference: out-of-distribution data".
+    Taught in Part 1, section "A suite of novel data".
     """
     n = _check_n(n)
     seed = check_seed(seed)
@@ -225,7 +225,7 @@ class NovelSet:
     description : str
         One human-readable sentence.
 
-    Taught in Part 1, section "Challenges at Inference: novel data".
+    Taught in Part 1, section "A suite of novel data".
     """
 
     name: str
@@ -278,7 +278,7 @@ def new_class_set(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
     NovelSet with ``y`` = the *original* labels (not relabelled), since the model has no output
     for these classes.
 
-    Taught in Part 1, section "Challenges at Inference: new classes".
+    Taught in Part 1, section "Out-of-distribution inputs and new classes".
     """
     classes = check_classes(classes)
     xs, ys = subset_classes(x, y, classes, relabel=False)
@@ -332,7 +332,7 @@ def novel_data_suite(x: torch.Tensor, y: torch.Tensor, *, corruptions: Sequence[
         ``"clean"``, ``"<corruption>-<level>"``, ``"ood-digits"``, ``"ood-patches"``,
         ``"ood-uniform"``. New-class sets are added by the caller with :func:`new_class_set`.
 
-    Taught in Part 1, section "Challenges at Inference: novel data".
+    Taught in Part 1, section "A suite of novel data".
     """
     check_images(x, "x")
     check_labels(y, n=len(x), name="y")

@@ -16,7 +16,8 @@ from the training data, less confident); it is declared on the objects with
 and :data:`BASELINE_DIRECTIONS` for each entry of :func:`baseline_scores`), so tables can read
 it instead of repeating it.
 
-Taught in Part 3, sections "Single-pass uncertainty" and "GradTrust".
+Taught in Part 3, sections "Single-pass uncertainty: distance to the training representations" and
+"GradTrust: counterfactual gradients as a trust score".
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ BASELINE_DIRECTIONS = {name: "more novel" for name in BASELINE_SCORES}
 def check_features(f, name: str = "features") -> torch.Tensor:
     """Check that ``f`` is a finite float ``(N, D)`` tensor of features, ``N >= 1`` (returned as is).
 
-    Taught in Part 3, section "Single-pass uncertainty".
+    Taught in Part 3, section "Single-pass uncertainty: distance to the training representations".
     """
     if not isinstance(f, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor (N, D), got {type(f).__name__}; "
@@ -91,7 +92,7 @@ class MahalanobisDetector:
     covariance_, precision_ : Tensor (D, D)
         The tied covariance (after shrinkage) and its inverse, float64.
 
-    Taught in Part 3, section "Single-pass uncertainty".
+    Taught in Part 3, section "Single-pass uncertainty: distance to the training representations".
     """
 
     def __init__(self, shrinkage: float = 1e-6):
@@ -120,7 +121,8 @@ class MahalanobisDetector:
         MahalanobisDetector
             ``self``.
 
-        Taught in Part 3, section "Single-pass uncertainty".
+        Taught in Part 3, section "Single-pass uncertainty: distance to the training
+        representations".
         """
         f = check_features(features).detach().double()
         y = check_labels(labels, n=f.shape[0]).to(f.device)
@@ -172,7 +174,8 @@ class MahalanobisDetector:
             absent at fit time. ``n_classes`` = largest fitted label + 1. Same dtype and device as
             ``features``.
 
-        Taught in Part 3, section "Single-pass uncertainty".
+        Taught in Part 3, section "Single-pass uncertainty: distance to the training
+        representations".
         """
         f = self._check_fitted(features)
         h = f.detach().to(self.precision_.device, torch.float64)
@@ -189,14 +192,16 @@ class MahalanobisDetector:
     def score(self, features: torch.Tensor) -> torch.Tensor:
         """Distance to the closest class mean, ``(N,)``; higher = more novel (more uncertain).
 
-        Taught in Part 3, section "Single-pass uncertainty".
+        Taught in Part 3, section "Single-pass uncertainty: distance to the training
+        representations".
         """
         return self.distances(features).min(1).values
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """Nearest class mean in Mahalanobis distance, ``(N,)`` class indices.
 
-        Taught in Part 3, section "Single-pass uncertainty".
+        Taught in Part 3, section "Single-pass uncertainty: distance to the training
+        representations".
         """
         return self.distances(features).argmin(1)
 
@@ -207,7 +212,7 @@ class MahalanobisDetector:
 def check_logits(logits, name: str = "logits") -> torch.Tensor:
     """Check that ``logits`` is a finite float ``(N, C)`` tensor, ``N >= 1``, ``C >= 2`` (returned as is).
 
-    Taught in Part 3, section "GradTrust".
+    Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
     """
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
         raise TypeError(f"{name} must be a floating-point torch.Tensor (N, C), got "
@@ -251,7 +256,8 @@ def baseline_scores(logits: torch.Tensor) -> dict[str, torch.Tensor]:
         Keys :data:`BASELINE_SCORES`, in that order, each ``(N,)``. For a *trust* score (higher =
         more trust, as :func:`robust_utils.gradtrust.trust_curves` expects) negate them.
 
-    Taught in Part 3, section "GradTrust".
+    Taught in Part 3, sections "Steps 4–5: a detector per challenge set" and "GradTrust:
+    counterfactual gradients as a trust score".
     """
     z = check_logits(logits).detach()
     logp = z.log_softmax(-1)

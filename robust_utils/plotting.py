@@ -37,7 +37,10 @@ def _to_hw(img) -> np.ndarray:
 def show_images(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
                 cmap: str = "gray", size: float = 1.4, suptitle: str | None = None,
                 title_colors: Sequence[str] | None = None):
-    """Show a batch of images (N, C, H, W) in a grid with optional per-image titles."""
+    """Show a batch of images (N, C, H, W) in a grid with optional per-image titles.
+
+    Taught in Part 1, section "Novel data at inference".
+    """
     n = len(images)
     if n == 0:
         raise ValueError("no images to show.")
@@ -62,7 +65,10 @@ def show_images(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
 def image_table(rows: Sequence, row_labels: Sequence[str], col_labels: Sequence[str], *,
                 cell_titles: Sequence[Sequence[str]] | None = None, cmap: str = "gray",
                 size: float = 1.2, suptitle: str | None = None):
-    """A table of images: ``rows[i][j]`` is the image at row i, column j (e.g. type x level)."""
+    """A table of images: ``rows[i][j]`` is the image at row i, column j (e.g. type x level).
+
+    Taught in Part 1, section "A suite of novel data".
+    """
     nr, nc = len(rows), len(col_labels)
     if nr == 0 or nr != len(row_labels):
         raise ValueError(f"need one row label per row: {nr} rows, {len(row_labels)} labels.")
@@ -93,6 +99,8 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], *, fmt
     """A heatmap with the value written in every cell (a results table a reader can scan).
 
     Draws into ``ax`` when given (e.g. one panel of a figure of several), else a new figure.
+
+    Taught in Part 1, section "How the classifier does on novel data".
     """
     m = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
     if m.shape != (len(row_labels), len(col_labels)):
@@ -127,7 +135,10 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], *, fmt
 def scatter_groups(points, groups: Sequence[str], *, title: str | None = None,
                    order: Sequence[str] | None = None, size: float = 6, alpha: float = 0.6,
                    figsize=(7, 6)):
-    """Scatter 2-D points coloured by group name (e.g. clean test vs each novel set)."""
+    """Scatter 2-D points coloured by group name (e.g. clean test vs each novel set).
+
+    Taught in Part 1, section "A manifold view".
+    """
     p = np.asarray(points)
     g = np.asarray(groups)
     if p.ndim != 2 or p.shape[1] != 2 or len(g) != len(p):
@@ -149,7 +160,10 @@ def scatter_groups(points, groups: Sequence[str], *, title: str | None = None,
 
 def overlaid_histograms(values: Mapping[str, Sequence[float]], *, bins: int = 40, log: bool = True,
                         xlabel: str = "", title: str | None = None, figsize=(7, 4)):
-    """Overlaid, density-normalised histograms of several score distributions."""
+    """Overlaid, density-normalised histograms of several score distributions.
+
+    Taught in Part 1, section "Gradient surprise on novel data".
+    """
     if not values:
         raise ValueError("values is empty: pass a mapping name -> scores.")
     bins = check_positive_int(bins, "bins")
@@ -191,6 +205,9 @@ def descent_plot(f: Callable[[torch.Tensor], torch.Tensor], paths: Mapping[str, 
 
     ``f`` takes points ``p`` with ``p[..., 0]`` and ``p[..., 1]`` as coordinates, so it evaluates a
     whole grid in one call.
+
+    Taught in Part 1, section "Gradients are local information, and the negative gradient is a
+    descent direction".
     """
     xs = torch.linspace(*xlim, 200, dtype=torch.float64)
     ys = torch.linspace(*ylim, 200, dtype=torch.float64)

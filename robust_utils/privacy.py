@@ -32,7 +32,7 @@ Prevention is a robustness problem at training time (weight decay, dropout, earl
 differential privacy): :func:`train_shadow_models` takes ``weight_decay`` and ``dropout`` so
 that the chapter can compare targets trained with and without them.
 
-Taught in Part 4, section "Negative interventions: membership inference".
+Taught in Part 4, section "Repeated interventions: membership inference".
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class ShadowModel:
     history : dict
         What :func:`robust_utils.training.train_classifier` returned.
 
-    Taught in Part 4, section "Negative interventions: membership inference".
+    Taught in Part 4, section "Repeated interventions: membership inference".
     """
 
     model: nn.Module
@@ -149,7 +149,7 @@ def train_shadow_models(arch: str, x_pool: torch.Tensor, y_pool: torch.Tensor, *
     -------
     list of ShadowModel
 
-    Taught in Part 4, section "Negative interventions: membership inference".
+    Taught in Part 4, section "Repeated interventions: membership inference".
     """
     if not isinstance(arch, str):
         raise TypeError(f"arch must be an architecture name; choose one of: {', '.join(ARCHITECTURES)}.")
@@ -229,7 +229,7 @@ def attack_features(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     torch.Tensor
         ``(N, C + 2)`` float features on ``x``'s device.
 
-    Taught in Part 4, section "Negative interventions: membership inference".
+    Taught in Part 4, section "Repeated interventions: membership inference".
     """
     check_images(x, "x")
     check_labels(y, n=x.shape[0], name="y")
@@ -356,7 +356,7 @@ def membership_inference(target_model: nn.Module, x_members: torch.Tensor, y_mem
         membership probability), and ``"shadow_train_accuracy"`` (the attack's accuracy on its
         own shadow pairs).
 
-    Taught in Part 4, section "Negative interventions: membership inference".
+    Taught in Part 4, section "Repeated interventions: membership inference".
     """
     _check_member_sets(x_members, y_members, x_nonmembers, y_nonmembers)
     check_images(x_pool, "x_pool")
@@ -428,7 +428,7 @@ def loss_threshold_attack(target_model: nn.Module, x_members: torch.Tensor, y_me
         ``"train_accuracy"``, ``"test_accuracy"``, ``"generalization_gap"``, and the per-image
         ``"member_losses"`` and ``"nonmember_losses"`` (numpy arrays).
 
-    Taught in Part 4, section "Negative interventions: membership inference".
+    Taught in Part 4, section "Repeated interventions: membership inference".
     """
     _check_member_sets(x_members, y_members, x_nonmembers, y_nonmembers)
     batch_size = check_positive_int(batch_size, "batch_size")

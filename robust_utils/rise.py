@@ -8,7 +8,8 @@ tutorial's warning that an objective metric can be gamed. Both use the same rand
 (:func:`rise_masks`), and :func:`rise_and_shape` computes the two from one set of forward
 passes.
 
-Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
+Taught in Part 4, sections "The network and the explanations to evaluate" and "The dangers of
+incomplete interventions: SHAPE vs RISE".
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def rise_masks(n_masks: int, size: tuple[int, int], *, grid: int = 8, p_keep: fl
     torch.Tensor
         ``(n_masks, H, W)`` in ``[0, 1]``.
 
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
+    Taught in Part 4, section "The network and the explanations to evaluate".
     """
     n_masks, size, grid, p_keep, seed = _mask_params(n_masks, size, grid, p_keep, seed)
     cells, dx, dy, cell = _draw_masks(n_masks, size, grid, p_keep, seed)
@@ -162,7 +163,7 @@ def rise(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int 
         probability of the class when that pixel is kept). Use
         :func:`robust_utils.explanations.normalize_maps` for display or heatmap masking.
 
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
+    Taught in Part 4, section "The network and the explanations to evaluate".
     """
     return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "rise")
 
@@ -182,7 +183,7 @@ def shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int
     .769/.091): the tutorial's example of an objective metric that can be gamed. Parameters
     and returns as in :func:`rise`.
 
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
+    Taught in Part 4, section "The network and the explanations to evaluate".
     """
     return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "shape")
 
@@ -194,7 +195,7 @@ def rise_and_shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, 
 
     Returns ``(rise_map, shape_map)``, equal to the two separate calls with the same arguments.
 
-    Taught in Part 4, section "Dangers of incomplete interventions: RISE and SHAPE".
+    Taught in Part 4, section "The network and the explanations to evaluate".
     """
     return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "both")
 

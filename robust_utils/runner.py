@@ -79,12 +79,18 @@ def _repo_root() -> Path:
 
 
 def default_notebooks_dir() -> Path:
-    """``<repo>/notebooks``: the committed, output-free notebook sources."""
+    """``<repo>/notebooks``: the committed, output-free notebook sources.
+
+    Taught in the Introduction, section "How to run the book".
+    """
     return _repo_root() / "notebooks"
 
 
 def default_output_dir() -> Path:
-    """``<repo>/book/notebooks``: where the book reads the executed copies."""
+    """``<repo>/book/notebooks``: where the book reads the executed copies.
+
+    Taught in the Introduction, section "How to run the book".
+    """
     return _repo_root() / "book" / "notebooks"
 
 
@@ -99,6 +105,8 @@ def list_notebooks(folder: str | os.PathLike | None = None) -> list[str]:
     Returns
     -------
     list of str, e.g. ``["01_inference", "02_explainability"]``.
+
+    Taught in the Introduction, section "How to run the book".
     """
     folder = Path(folder) if folder is not None else default_notebooks_dir()
     if not folder.is_dir():
@@ -109,7 +117,10 @@ def list_notebooks(folder: str | os.PathLike | None = None) -> list[str]:
 
 
 def host_info() -> dict:
-    """Python, torch and CUDA versions and the GPU name (if any), for the run summary."""
+    """Python, torch and CUDA versions and the GPU name (if any), for the run summary.
+
+    Taught in the Introduction, section "How to run the book".
+    """
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "hostname": platform.node()}
     try:
@@ -209,6 +220,8 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     ValueError: unknown notebook name, profile or device.
     NotebookFailed: a notebook raised; its executed copy (with the traceback) is kept and the
         summary is written before raising.
+
+    Taught in the Introduction, section "How to run the book".
     """
     src = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     available = list_notebooks(src)
@@ -340,7 +353,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    """Entry point of ``rni-run``; returns the process exit status (0 ok, 1 failed, 2 usage)."""
+    """Entry point of ``rni-run``; returns the process exit status (0 ok, 1 failed, 2 usage).
+
+    Taught in the Introduction, section "How to run the book".
+    """
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.list:

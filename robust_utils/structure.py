@@ -12,7 +12,7 @@ built from it, :func:`huffman_code`, :func:`huffman_bits`) is plotted against th
 the masked images. The ideal explanation encodes the most important information in the
 fewest bits. The results are :class:`robust_utils.interventions.InterventionResult`.
 
-Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
+Taught in Part 4, section "Evaluation 3: structure-wise deletion and insertion".
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def huffman_code(histogram) -> dict[int, str]:
     dict[int, str]
         Symbol -> code word, for the symbols with a positive count.
 
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 3: structure-wise deletion and insertion".
     """
     items = _histogram_items(histogram)
     if len(items) == 1:
@@ -210,7 +210,7 @@ def huffman_bits(images, code: Mapping[int, str] | None = None) -> torch.Tensor:
     torch.Tensor
         ``(N,)`` int64 bit counts.
 
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 3: structure-wise deletion and insertion".
     """
     q = _quantise(images)
     counts = _histograms(q)
@@ -349,7 +349,7 @@ def structure_deletion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tens
         extrapolation to 0 or 1), ``"probability"`` ``(N, T)`` of the true class, ``"bits"``
         ``(N, T)``, ``"bits_original"`` ``(N,)``, ``"accuracy_unmasked"``.
 
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 3: structure-wise deletion and insertion".
     """
     return _structure(model, x, y, maps, thresholds, batch_size, progress, "structure_deletion")
 
@@ -399,7 +399,7 @@ def structure_insertion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Ten
         extrapolation to 0 or 1), ``"probability"`` ``(N, T)`` of the true class, ``"bits"``
         ``(N, T)``, ``"bits_original"`` ``(N,)``, ``"accuracy_unmasked"``.
 
-    Taught in Part 4, section "Evaluation 3: structure-wise insertion and deletion".
+    Taught in Part 4, section "Evaluation 3: structure-wise deletion and insertion".
     """
     return _structure(model, x, y, maps, thresholds, batch_size, progress, "structure_insertion")
 

@@ -4,7 +4,7 @@ The datasets of the book are small (Fashion-MNIST is 188 MB as float32), so they
 tensors on the compute device and mini-batches are cut by indexing: no ``DataLoader``, no
 worker processes, no per-batch host-to-device copies.
 
-Taught in Part 1, section "Training a classifier".
+Taught in Part 1, section "The classifier".
 """
 from __future__ import annotations
 
@@ -49,7 +49,10 @@ SCHEDULES = ("cosine", "step", "constant")
 # Augmentations: batch-wise, on the batch's device, reproducible through a torch.Generator.
 # ---------------------------------------------------------------------------------------------
 def no_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The identity augmentation (the ``"none"`` entry of :data:`AUGMENTATIONS`)."""
+    """The identity augmentation (the ``"none"`` entry of :data:`AUGMENTATIONS`).
+
+    Taught in Part 2, section "The plug-in result: introspection on top of noise training".
+    """
     return x
 
 
@@ -60,7 +63,7 @@ def gaussian_noise(x: torch.Tensor, generator: torch.Generator | None = None,
     Training on noisy copies is the simplest robustness recipe (Gaussian data augmentation).
     ``generator`` must live on ``x.device`` (or be ``None`` for the global RNG).
 
-    Taught in Part 4, section "Noise augmentation".
+    Taught in Part 2, section "The plug-in result: introspection on top of noise training".
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}.")
@@ -72,7 +75,7 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None,
                 p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability ``p`` (one coin per image, no loop).
 
-    Taught in Part 4, section "Noise augmentation".
+    Taught in Part 2, section "The plug-in result: introspection on top of noise training".
     """
     coins = torch.rand(x.shape[0], generator=generator, device=x.device) < p
     return torch.where(coins.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -118,7 +121,7 @@ def iterate_minibatches(x: torch.Tensor, y: torch.Tensor | None = None, batch_si
     ------
     ``(x_batch, y_batch)`` or ``x_batch`` when ``y`` is ``None``.
 
-    Taught in Part 1, section "Training a classifier".
+    Taught in Part 1, section "The classifier".
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}.")
@@ -209,7 +212,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
         the augmented batches, in train mode), ``"lr"`` (at the epoch's end), ``"time"``
         (seconds), and ``"val_accuracy"`` when ``val_data`` is given.
 
-    Taught in Part 1, section "Training a classifier".
+    Taught in Part 1, section "The classifier".
     """
     _check_model(model)
     x = check_images(x, "x")
@@ -324,7 +327,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     Tensor (N, num_classes)
         On ``x``'s device. The model's train/eval mode is restored afterwards.
 
-    Taught in Part 1, section "From logits to decisions".
+    Taught in Part 1, section "The classifier".
     """
     _check_model(model)
     check_images(x, "x")
@@ -345,7 +348,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
             device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probabilities ``(N, K)`` and predicted labels ``(N,)`` of ``model`` on ``x``.
 
-    Taught in Part 1, section "From logits to decisions".
+    Taught in Part 3, section "Single-pass uncertainty: distance to the training representations".
     """
     logits = predict_logits(model, x, batch_size=batch_size, device=device)
     probs = logits.softmax(dim=1)
@@ -356,7 +359,7 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
                       device=None) -> float:
     """Fraction of images of ``x`` whose predicted label equals ``y``.
 
-    Taught in Part 1, section "From logits to decisions".
+    Taught in Part 3, section "Step 2: the challenge sets".
     """
     check_images(x, "x")
     y = check_labels(y, n=x.shape[0], name="y")
@@ -386,6 +389,8 @@ class Trainer:
         recipe's key covers all of them.
     check : callable, optional
         ``check(params: dict)`` raises on invalid values (e.g. a negative beta).
+
+    Taught in the Introduction, section "The model cache".
     """
 
     name: str
@@ -452,7 +457,7 @@ def train_cross_entropy(model: nn.Module, recipe, *, device, progress: bool = Tr
 
     Returns the test accuracy and the last epoch's training loss and accuracy.
 
-    Taught in Part 1, section "Training a classifier".
+    Taught in Part 1, section "The classifier".
     """
     d = recipe_data(recipe, device)
     history = train_classifier(

@@ -25,7 +25,7 @@ The single-pass scores (Mahalanobis distance, logit baselines) are in
 :mod:`robust_utils.ood`, GradTrust and trust curves in :mod:`robust_utils.gradtrust`, and the
 1-D regression example in :mod:`robust_utils.regression_toy`.
 
-Taught in Part 3, section "Uncertainty quantification".
+Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Tensor
         ``probs`` with ``dim`` removed; between 0 (one-hot) and ``log C`` (uniform).
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     if not isinstance(probs, torch.Tensor):
         raise TypeError(f"probs must be a torch.Tensor of probabilities, got {type(probs).__name__}.")
@@ -123,7 +123,7 @@ def decompose_uncertainty(prob_samples: torch.Tensor, *, n: int | None = None) -
         prediction and the weights (:math:`\\ge 0` by Jensen's inequality; rounding negatives
         are clamped to 0). All values in nats.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     if not isinstance(prob_samples, torch.Tensor):
         raise TypeError(f"prob_samples must be a torch.Tensor (T, N, C), got {type(prob_samples).__name__}.")
@@ -214,7 +214,7 @@ def mc_dropout_probs(model: nn.Module, x: torch.Tensor, *, n_samples: int = 20,
     Tensor (n_samples, N, num_classes)
         Softmax probabilities on ``x``'s device.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -282,7 +282,7 @@ def mc_dropout(model: nn.Module, x: torch.Tensor, *, n_samples: int = 20,
     ``predictive``, ``aleatoric``, ``epistemic``); the arguments are those of
     :func:`mc_dropout_probs`.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     probs = mc_dropout_probs(model, x, n_samples=n_samples, dropout_rate=dropout_rate,
                              batch_size=batch_size, seed=seed, progress=progress)
@@ -309,7 +309,7 @@ def ensemble_probs(models: Sequence[nn.Module], x: torch.Tensor, *,
     Tensor (M, N, num_classes)
         On ``x``'s device.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     if isinstance(models, nn.Module) or not isinstance(models, (list, tuple)):
         raise TypeError("models must be a list or tuple of trained networks (the ensemble members), got "
@@ -339,7 +339,7 @@ def ensemble_uncertainty(models: Sequence[nn.Module], x: torch.Tensor, *,
                          batch_size: int = 1024) -> dict[str, torch.Tensor]:
     """Ensemble uncertainty: :func:`decompose_uncertainty` of :func:`ensemble_probs`.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
     return decompose_uncertainty(ensemble_probs(models, x, batch_size=batch_size), n=x.shape[0])
 
@@ -366,7 +366,7 @@ def confidence_gap(probs: torch.Tensor, labels: torch.Tensor) -> float:
     float
         In ``[-1, 1]``.
 
-    Taught in Part 3, section "Uncertainty quantification".
+    Taught in Part 3, section "How many passes, and how much dropout?".
     """
     if isinstance(probs, torch.Tensor) and torch.is_floating_point(probs) and not torch.isfinite(probs).all():
         raise ValueError("probs contains NaN or infinite values; check the model's outputs.")

@@ -32,7 +32,7 @@ the explanation) are vector-Jacobian products of the logits with the vectors
 ``softmax(logits) - e_Q`` (and ``e_P``), computed together with
 ``torch.autograd.grad(..., is_grads_batched=True)``.
 
-Taught in Part 4, section "VOICE: variance of contrastive explanations".
+Taught in Part 4, section "VOICE: the uncertainty of an explanation".
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def contrastive_maps(model: nn.Module, x: torch.Tensor, *, method: str = "contra
         ``(N, C, H, W)`` maps in ``[0, 1]``, on ``x``'s device; ``[:, Q]`` is the map of
         contrast class ``Q``.
 
-    Taught in Part 4, section "VOICE: variance of contrastive explanations".
+    Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
     return _run(model, x, method, layer, batch_size, progress, with_explanation=False)["contrast_maps"]
 
@@ -243,7 +243,7 @@ def voice(model: nn.Module, x: torch.Tensor, *, method: str = "contrast_cam",
         ``"uncertainty"`` ``(N, H, W)`` in ``[0, 1]``, and ``"contrast_maps"`` ``(N, C, H, W)``,
         all on ``x``'s device.
 
-    Taught in Part 4, section "VOICE: variance of contrastive explanations".
+    Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
     out = _run(model, x, method, layer, batch_size, progress, with_explanation=True)
     maps, pred = out["contrast_maps"], out["prediction"]
@@ -295,7 +295,7 @@ def voice_iou(explanation: torch.Tensor, uncertainty: torch.Tensor, threshold: f
         ``(N,)`` IoU values in ``[0, 1]``; higher = the uncertain region overlaps the explanation
         more (a less trustworthy prediction). The mean over images is VOICE's mIoU.
 
-    Taught in Part 4, section "VOICE: variance of contrastive explanations".
+    Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
     _check_maps(explanation, "explanation")
     _check_maps(uncertainty, "uncertainty")
@@ -328,7 +328,7 @@ def voice_snr(uncertainty: torch.Tensor) -> torch.Tensor:
         ``(N,)``; higher = the uncertainty is spread more evenly over the image (a less
         trustworthy prediction).
 
-    Taught in Part 4, section "VOICE: variance of contrastive explanations".
+    Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
     _check_maps(uncertainty, "uncertainty")
     flat = uncertainty.flatten(1)
