@@ -7,9 +7,6 @@ from torch import nn
 
 from robust_utils.attacks import fgsm, pgd, robust_accuracy
 
-torchattacks = pytest.importorskip("torchattacks")
-
-
 def _data(n: int = 64, seed: int = 0):
     """Two classes of 1x8x8 images: bright left half (0) or bright right half (1), plus noise."""
     g = torch.Generator().manual_seed(seed)
@@ -45,7 +42,10 @@ def test_tiny_model_is_accurate(model):
     assert robust_accuracy(model, x, y) == 1.0
 
 
+@pytest.mark.requires("torchattacks")
 def test_fgsm_equals_torchattacks(model):
+    import torchattacks
+
     x, y = _data()
     for eps in (0.01, 0.05, 0.2):
         ours = fgsm(model, x, y, eps)
@@ -98,7 +98,10 @@ def test_dropout_left_in_training_mode_is_refused():
         pgd(model, x, y, 0.1)
 
 
+@pytest.mark.requires("torchattacks")
 def test_pgd_without_random_start_equals_torchattacks(model):
+    import torchattacks
+
     x, y = _data()
     for eps, alpha, steps in ((0.05, 0.01, 10), (0.2, 0.05, 5)):
         ours = pgd(model, x, y, eps, alpha=alpha, steps=steps, random_start=False, batch_size=16)

@@ -11,16 +11,10 @@ from robust_utils import benchmarking as B
 from robust_utils.corruptions import LEVELS, corrupt, corruption_names
 from robust_utils.models import MLP
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BASE = {"a": {1: 0.4, 2: 0.6}, "b": {1: 0.3, 2: 0.5}}
 MODEL = {"a": {1: 0.2, 2: 0.4}, "b": {1: 0.1, 2: 0.3}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class Constant(nn.Module):

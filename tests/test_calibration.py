@@ -7,7 +7,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torchmetrics.classification import MulticlassCalibrationError  # noqa: E402
 
 from robust_utils import calibration as C  # noqa: E402
 
@@ -19,9 +18,12 @@ def _random(n=300, k=5, seed=0, temperature=1.0):
     return probs, labels
 
 
+@pytest.mark.requires("torchmetrics")
 @pytest.mark.parametrize("n_bins", [1, 5, 10, 15, 30])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_torchmetrics(n_bins, seed):
+    from torchmetrics.classification import MulticlassCalibrationError
+
     probs, labels = _random(seed=seed, temperature=0.5 + seed)
     ours = C.expected_calibration_error(probs, labels, n_bins=n_bins)
     ref = MulticlassCalibrationError(num_classes=5, n_bins=n_bins, norm="l1")(probs, labels)

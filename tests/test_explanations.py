@@ -9,22 +9,9 @@ import torch.nn.functional as F
 from robust_utils import explanations as E
 from robust_utils.models import C3LTClassifier, PreActResNet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CAMS = ["gradcam", "counterfactual", "contrast", "gradcam++"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def c3lt():
-    torch.manual_seed(0)
-    return C3LTClassifier(input_size=16).eval()
 
 
 @pytest.fixture(scope="module")
@@ -42,28 +29,9 @@ def resnet():
 
 
 @pytest.fixture(scope="module")
-def x16():
+def x16():  # this module's images (seed 2), not conftest's
     torch.manual_seed(2)
     return torch.rand(4, 1, 16, 16)
-
-
-class ConvGapLinear(nn.Module):
-    """conv -> global average pool -> linear: d y_c / d A_k^{ij} = W[c, k] / (h w)."""
-
-    def __init__(self, k=3, classes=4):
-        super().__init__()
-        self.conv = nn.Conv2d(1, k, 3)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(k, classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.conv(x)).flatten(1))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(3)
-    return ConvGapLinear().eval()
 
 
 def _hooks_empty(model):
@@ -83,6 +51,7 @@ def _captum_gradcam(model, x, layer, target):
 @pytest.mark.parametrize("which,layer", [("c3lt", "conv1"), ("c3lt", "conv2"),
                                          ("resnet", "conv1"), ("resnet", "stages.1.0.conv1"),
                                          ("resnet", "stages.2.0.conv2")])
+@pytest.mark.requires("captum")
 def test_grad_cam_matches_captum(which, layer, request, x16):
     model = request.getfixturevalue(which)
     target = torch.tensor([0, 3, 5, 9])
@@ -97,12 +66,14 @@ def test_grad_cam_matches_captum(which, layer, request, x16):
                                           normalize=False), raw.squeeze(1).detach(), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.requires("captum")
 def test_default_layer_and_target_are_last_conv_and_prediction(c3lt, x16):
     pred = c3lt(x16).argmax(1)
     torch.testing.assert_close(E.grad_cam(c3lt, x16), _captum_gradcam(c3lt, x16, c3lt.last_conv_name, pred),
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.requires("captum")
 def test_contrast_cam_matches_captum_on_the_loss(resnet, x16):
     # captum's LayerGradCam with the per-image cross-entropy loss as the forward function
     from captum.attr import LayerAttribution, LayerGradCam
@@ -218,9 +189,9 @@ def test_maps_normalised_and_sized(method, c3lt, x16):
     assert raw.shape == (4, 2, 2)                   # conv2 of a 16x16 input
 
 
-def test_flat_maps_become_zeros_not_nan(x16):
+def test_flat_maps_become_zeros_not_nan(x16, conv_gap_linear):
     torch.manual_seed(0)
-    model = ConvGapLinear().eval()
+    model = conv_gap_linear().eval()
     with torch.no_grad():
         model.fc.weight.zero_()                       # zero gradients -> zero maps
     for method in CAMS:
@@ -318,6 +289,7 @@ def test_training_mode_rejected(x16):
 
 
 # --- pixel attributions -----------------------------------------------------------------------
+@pytest.mark.requires("captum")
 @pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
 def test_pixel_attributions_shapes_and_reference(c3lt, x16):
     from captum.attr import GuidedBackprop, Saliency
@@ -408,6 +380,7 @@ INPLACE_CASES = [("sequential", "0"), ("sequential", "3"), ("squeezenet1_1", "fe
                  ("resnet18", "layer1.0.bn1")]
 
 
+@pytest.mark.requires("captum")
 @pytest.mark.parametrize("which,layer", INPLACE_CASES)
 def test_cams_on_layers_followed_by_inplace_relu_match_captum_and_pytorch_grad_cam(which, layer,
                                                                                    inplace_models):

@@ -7,30 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 from torch import nn
 
 from robust_utils import gradtrust as U
 from robust_utils.metrics import score_direction
 from robust_utils.models import build_model
-
-# ---------------------------------------------------------------------------------------------
-# fixtures
-# ---------------------------------------------------------------------------------------------
-def _mlp(dropout: float = 0.3, num_classes: int = 4, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return build_model("mlp", in_features=64, hidden=(16,), num_classes=num_classes,
-                       dropout=dropout).eval()
-
-
-@pytest.fixture
-def images() -> torch.Tensor:
-    return torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
-def _dirichlet(t: int, n: int, c: int, seed: int = 0) -> torch.Tensor:
-    torch.manual_seed(seed)
-    return torch.distributions.Dirichlet(torch.full((c,), 0.7)).sample((t, n))
 
 # ---------------------------------------------------------------------------------------------
 # GradTrust
@@ -50,8 +31,8 @@ def _gradtrust_by_hand(model: nn.Module, x: torch.Tensor, k=None) -> torch.Tenso
     return torch.stack(out).float()
 
 
-def test_gradtrust_matches_autograd_and_closed_form(images):
-    m = _mlp(num_classes=5)
+def test_gradtrust_matches_autograd_and_closed_form(make_mlp, images):
+    m = make_mlp(num_classes=5)
     for k in (None, 1, 3):
         g = U.gradtrust(m, images, k=k)
         assert g.shape == (12,) and g.dtype == torch.float32
@@ -91,8 +72,8 @@ def test_gradtrust_from_logits_hand_cases():
     assert math.isinf(float(U.gradtrust_from_logits(torch.tensor([[5.0, 0.5]]), k=1)))
 
 
-def test_gradtrust_zero_features_give_one(images):
-    m = _mlp(dropout=0.0)
+def test_gradtrust_zero_features_give_one(make_mlp, images):
+    m = make_mlp(dropout=0.0)
     with torch.no_grad():
         m.body[0].weight.zero_()
         m.body[0].bias.zero_()  # ReLU(0) = 0: all features zero, all gradients zero
@@ -103,8 +84,8 @@ def test_gradtrust_zero_features_give_one(images):
     torch.testing.assert_close(U.gradtrust_from_logits(z, h), torch.ones(12))
 
 
-def test_gradtrust_bad_inputs(images):
-    m = _mlp(num_classes=4)
+def test_gradtrust_bad_inputs(make_mlp, images):
+    m = make_mlp(num_classes=4)
     with pytest.raises(ValueError, match="out of range"):
         U.gradtrust(m, images, k=4)
     with pytest.raises(ValueError, match="out of range"):
@@ -142,7 +123,10 @@ def test_trust_curves_perfect_score():
     assert 0 <= r["aufc"] <= 1 and r["auac"] > correct.mean()
 
 
+@pytest.mark.requires("sklearn")
 def test_trust_curves_constant_score_is_flat():
+    from sklearn.metrics import f1_score
+
     labels, preds, correct = _classification_case()
     r = U.trust_curves(np.ones(len(labels)), preds, labels, n_points=10)
     np.testing.assert_allclose(r["accuracy"], correct.mean())
@@ -150,7 +134,10 @@ def test_trust_curves_constant_score_is_flat():
     assert r["auac"] == pytest.approx(correct.mean())
 
 
+@pytest.mark.requires("sklearn")
 def test_trust_curves_f1_agrees_with_sklearn():
+    from sklearn.metrics import f1_score
+
     labels, preds, _ = _classification_case(n=120, c=6, seed=3)
     preds[:10] = 7  # a predicted class that is absent from the labels
     scores = np.random.default_rng(4).integers(0, 20, len(labels)).astype(float)  # many ties
@@ -193,8 +180,8 @@ def test_trust_curves_bad_inputs():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_gradtrust_rejects_a_dropout_submodule_in_training_mode(images):
-    m = _mlp(dropout=0.5, num_classes=4)
+def test_gradtrust_rejects_a_dropout_submodule_in_training_mode(make_mlp, images):
+    m = make_mlp(dropout=0.5, num_classes=4)
     drop = next(mod for mod in m.modules() if isinstance(mod, nn.Dropout))
     drop.train()                          # the model itself is in eval mode, one submodule is not
     with pytest.raises(RuntimeError, match=r"submodules are in training mode.*model\.eval\(\)"):
@@ -203,8 +190,8 @@ def test_gradtrust_rejects_a_dropout_submodule_in_training_mode(images):
     torch.testing.assert_close(U.gradtrust(m, images), U.gradtrust(m, images))
 
 
-def test_gradtrust_k_accepts_numpy_ints(images):
-    m = _mlp(num_classes=4)
+def test_gradtrust_k_accepts_numpy_ints(make_mlp, images):
+    m = make_mlp(num_classes=4)
     torch.testing.assert_close(U.gradtrust(m, images, k=np.int64(2)), U.gradtrust(m, images, k=2))
 
 

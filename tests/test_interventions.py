@@ -7,56 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from robust_utils import interventions as I
 from robust_utils.metrics import score_direction
 from robust_utils.models import C3LTClassifier
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class LinearTwoClass(nn.Module):
-    """logit_0 = 0, logit_1 = w . x - b, so p(class 1) = sigmoid(w . x - b) in closed form."""
-
-    def __init__(self, w: torch.Tensor, b: float = 0.0):
-        super().__init__()
-        self.register_buffer("w", w.flatten())
-        self.b = b
-
-    def forward(self, x):
-        z = (x.flatten(1) * self.w.to(x.dtype)).sum(1) - self.b
-        return torch.stack([torch.zeros_like(z), z], 1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
-
-
-
-@pytest.fixture(scope="module")
-def cnn():
-    torch.manual_seed(0)
-    return C3LTClassifier(input_size=16).eval()
-
-
-@pytest.fixture(scope="module")
-def x16():
-    torch.manual_seed(1)
-    return torch.rand(4, 1, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def maps16():
-    torch.manual_seed(2)
-    return torch.rand(4, 16, 16)
 
 
 
@@ -79,10 +39,10 @@ def test_result_is_frozen_with_mean_and_direction():
 # ---------------------------------------------------------------------------------------------
 # Pixel-wise deletion / insertion: analytic curves
 # ---------------------------------------------------------------------------------------------
-def test_deletion_insertion_hand_computed():
+def test_deletion_insertion_hand_computed(linear_two_class):
     # 2x2 image of ones, weights 4, 3, 2, 1: logit_1 = 10; two steps of two pixels each.
     w = torch.tensor([4.0, 3.0, 2.0, 1.0])
-    model = LinearTwoClass(w).eval()
+    model = linear_two_class(w).eval()
     x = torch.ones(1, 1, 2, 2)
     maps = w.view(1, 2, 2)
     d = I.deletion(model, x, maps, steps=2)
@@ -110,11 +70,11 @@ def _expected_curve(xi, wi, order_values, steps, reveal):
 
 
 @pytest.mark.parametrize("reveal", [False, True])
-def test_linear_model_curves_match_closed_form(reveal):
+def test_linear_model_curves_match_closed_form(linear_two_class, reveal):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 1, 6, 6, generator=g, dtype=torch.float64)
     w = torch.rand(36, generator=g, dtype=torch.float64) * 0.5 + 0.05   # positive weights
-    model = LinearTwoClass(w).eval()
+    model = linear_two_class(w).eval()
     maps = (x.flatten(1) * w).view(3, 6, 6)         # the exact contribution of every pixel
     fn = I.insertion if reveal else I.deletion
     steps = 9                                        # 4 pixels per step
@@ -132,9 +92,9 @@ def test_linear_model_curves_match_closed_form(reveal):
         assert (res.scores < rev.scores).all()
 
 
-def test_deletion_with_mean_and_tensor_substrates():
+def test_deletion_with_mean_and_tensor_substrates(linear_two_class):
     w = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    model = LinearTwoClass(w).eval()
+    model = linear_two_class(w).eval()
     x = torch.tensor([[[[0.2, 0.4], [0.6, 1.0]]]])
     maps = torch.rand(1, 2, 2)
     d = I.deletion(model, x, maps, steps=4, substrate="mean")
@@ -146,6 +106,7 @@ def test_deletion_with_mean_and_tensor_substrates():
     assert given.extra["substrate"] == "tensor"
 
 
+@pytest.mark.requires("scipy")
 def test_blur_substrate_matches_scipy():
     from scipy.ndimage import gaussian_filter
 
@@ -157,8 +118,8 @@ def test_blur_substrate_matches_scipy():
     assert torch.allclose(I.make_substrate(const, "blur"), const, atol=1e-6)   # sigma 5 > image size
 
 
-def test_stable_ties_and_flat_map_warning():
-    model = LinearTwoClass(torch.arange(1.0, 5.0)).eval()
+def test_stable_ties_and_flat_map_warning(linear_two_class):
+    model = linear_two_class(torch.arange(1.0, 5.0)).eval()
     x = torch.ones(1, 1, 2, 2)
     with pytest.warns(UserWarning, match="constant"):
         d = I.deletion(model, x, torch.zeros(1, 2, 2), steps=4)
@@ -167,9 +128,9 @@ def test_stable_ties_and_flat_map_warning():
     assert d.extra["flat_maps"].tolist() == [True]
 
 
-def test_plain_callable_model_and_given_target():
+def test_plain_callable_model_and_given_target(linear_two_class):
     w = torch.ones(4)
-    lin = LinearTwoClass(w).eval()
+    lin = linear_two_class(w).eval()
     x = torch.rand(2, 1, 2, 2)
     maps = torch.rand(2, 2, 2)
     a = I.deletion(lambda im: lin(im), x, maps, steps=2, target=0)
@@ -178,25 +139,25 @@ def test_plain_callable_model_and_given_target():
     assert a.extra["target"].tolist() == [0, 0]
 
 
-def test_batched_equals_per_image_loop(cnn, x16, maps16):
+def test_batched_equals_per_image_loop(c3lt, x16, maps16):
     for fn, kw in [(I.deletion, {"substrate": "blur"}), (I.insertion, {"substrate": "mean"})]:
-        full = fn(cnn, x16, maps16, steps=8, **kw)
-        small = fn(cnn, x16, maps16, steps=8, batch_size=5, **kw)
-        loop = [fn(cnn, x16[i:i + 1], maps16[i:i + 1], steps=8, **kw) for i in range(4)]
+        full = fn(c3lt, x16, maps16, steps=8, **kw)
+        small = fn(c3lt, x16, maps16, steps=8, batch_size=5, **kw)
+        loop = [fn(c3lt, x16[i:i + 1], maps16[i:i + 1], steps=8, **kw) for i in range(4)]
         assert torch.allclose(full.curves, small.curves, atol=1e-6)
         assert torch.allclose(full.curves, torch.cat([r.curves for r in loop]), atol=1e-6)
         assert torch.allclose(full.scores, torch.cat([r.scores for r in loop]), atol=1e-6)
         assert full.curves.shape == (4, 9)
-    h_full = I.heatmap_masking(cnn, x16, maps16, batch_size=3)
-    h_loop = torch.cat([I.heatmap_masking(cnn, x16[i:i + 1], maps16[i:i + 1]).scores for i in range(4)])
+    h_full = I.heatmap_masking(c3lt, x16, maps16, batch_size=3)
+    h_loop = torch.cat([I.heatmap_masking(c3lt, x16[i:i + 1], maps16[i:i + 1]).scores for i in range(4)])
     assert torch.allclose(h_full.scores, h_loop, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
 # Heatmap masking
 # ---------------------------------------------------------------------------------------------
-def test_heatmap_masking_known_answer():
-    model = LinearTwoClass(torch.full((4,), 2.0)).eval()
+def test_heatmap_masking_known_answer(linear_two_class):
+    model = linear_two_class(torch.full((4,), 2.0)).eval()
     x = torch.ones(2, 1, 2, 2)                      # logit_1 = 8
     maps = torch.stack([torch.ones(2, 2), torch.full((2, 2), 0.5)])
     r = I.heatmap_masking(model, x, maps)
@@ -208,8 +169,8 @@ def test_heatmap_masking_known_answer():
     assert r.higher_is_better and r.mean == pytest.approx((sigmoid(8) + sigmoid(4)) / 2, abs=1e-6)
 
 
-def test_heatmap_masking_empty_and_out_of_range_maps():
-    model = LinearTwoClass(torch.ones(4)).eval()
+def test_heatmap_masking_empty_and_out_of_range_maps(linear_two_class):
+    model = linear_two_class(torch.ones(4)).eval()
     x = torch.ones(2, 1, 2, 2)
     maps = torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])
     with pytest.raises(ValueError, match="all zero.*allow_empty=True"):
@@ -223,27 +184,27 @@ def test_heatmap_masking_empty_and_out_of_range_maps():
 # ---------------------------------------------------------------------------------------------
 # Huffman coding
 # ---------------------------------------------------------------------------------------------
-def test_bad_inputs_give_clear_errors(cnn, x16, maps16):
+def test_bad_inputs_give_clear_errors(c3lt, x16, maps16):
     with pytest.raises(ValueError, match="3 maps but there are 4 images"):
-        I.deletion(cnn, x16, maps16[:3])
+        I.deletion(c3lt, x16, maps16[:3])
     with pytest.raises(ValueError, match="must be 16x16 like the images"):
-        I.deletion(cnn, x16, maps16[:, :8, :8])
+        I.deletion(c3lt, x16, maps16[:, :8, :8])
     with pytest.raises(ValueError, match="3 channels"):
-        I.deletion(cnn, x16, torch.rand(4, 3, 16, 16))
+        I.deletion(c3lt, x16, torch.rand(4, 3, 16, 16))
     with pytest.raises(TypeError, match="torch.Tensor of shape"):
-        I.deletion(cnn, x16, maps16.numpy())
+        I.deletion(c3lt, x16, maps16.numpy())
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        I.deletion(cnn, x16, maps16, steps=0)
+        I.deletion(c3lt, x16, maps16, steps=0)
     with pytest.raises(ValueError, match="at most 256"):
-        I.insertion(cnn, x16, maps16, steps=1000)
+        I.insertion(c3lt, x16, maps16, steps=1000)
     with pytest.raises(ValueError, match="unknown substrate 'white'; choose one of: black, mean, blur"):
-        I.deletion(cnn, x16, maps16, substrate="white")
+        I.deletion(c3lt, x16, maps16, substrate="white")
     with pytest.raises(ValueError, match="broadcastable"):
-        I.deletion(cnn, x16, maps16, substrate=torch.zeros(3, 5))
+        I.deletion(c3lt, x16, maps16, substrate=torch.zeros(3, 5))
     with pytest.raises(ValueError, match="blur_sigma must lie in"):
-        I.insertion(cnn, x16, maps16, substrate="blur", blur_sigma=0)
+        I.insertion(c3lt, x16, maps16, substrate="blur", blur_sigma=0)
     with pytest.raises(ValueError, match=r"target must be a class index in \[0, 9\]"):
-        I.deletion(cnn, x16, maps16, target=12)
+        I.deletion(c3lt, x16, maps16, target=12)
     with pytest.raises(RuntimeError, match="model.eval()"):
         I.deletion(C3LTClassifier(input_size=16), x16, maps16)
     with pytest.raises(ValueError, match="logits shaped"):
@@ -301,21 +262,21 @@ def test_energy_inside_rejects_nan_maps_and_non_mask_regions():
     assert I.energy_inside(maps.double(), region.bool()).dtype == torch.float32
 
 
-def test_numpy_integer_targets_accepted(cnn, x16, maps16):
-    a = I.deletion(cnn, x16, maps16, target=np.int64(3), steps=4)
-    b = I.deletion(cnn, x16, maps16, target=3, steps=4)
+def test_numpy_integer_targets_accepted(c3lt, x16, maps16):
+    a = I.deletion(c3lt, x16, maps16, target=np.int64(3), steps=4)
+    b = I.deletion(c3lt, x16, maps16, target=3, steps=4)
     torch.testing.assert_close(a.scores, b.scores)
-    c = I.deletion(cnn, x16, maps16, target=np.array([3, 3, 3, 3]), steps=4)
+    c = I.deletion(c3lt, x16, maps16, target=np.array([3, 3, 3, 3]), steps=4)
     torch.testing.assert_close(c.scores, b.scores)
     with pytest.raises(TypeError, match="class index"):
-        I.deletion(cnn, x16, maps16, target=1.5, steps=4)
+        I.deletion(c3lt, x16, maps16, target=1.5, steps=4)
 
 
-def test_intervention_scores_declare_their_direction(cnn, x16, maps16):
+def test_intervention_scores_declare_their_direction(c3lt, x16, maps16):
     assert score_direction(I.heatmap_masking) == "better"
     assert score_direction(I.insertion) == "better"
     assert score_direction(I.deletion) == "worse"
     assert score_direction(I.energy_inside) == "better"
-    d = I.deletion(cnn, x16, maps16, steps=4)
+    d = I.deletion(c3lt, x16, maps16, steps=4)
     assert score_direction(d) == "worse" and not d.higher_is_better
-    assert score_direction(I.insertion(cnn, x16, maps16, steps=4)) == "better"
+    assert score_direction(I.insertion(c3lt, x16, maps16, steps=4)) == "better"

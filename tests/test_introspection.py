@@ -7,14 +7,7 @@ from robust_utils import introspection as I
 from robust_utils.models import MLP
 from robust_utils.training import train_classifier
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (and do not fight other jobs for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed=0, hidden=(8,), c=3):

@@ -2,14 +2,16 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from robust_utils import metrics as M
 
 
+@pytest.mark.requires("sklearn")
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("ties", [False, True])
 def test_auroc_aupr_match_sklearn(seed, ties):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, 300)
     s = rng.normal(size=300) + y
@@ -19,7 +21,10 @@ def test_auroc_aupr_match_sklearn(seed, ties):
     assert M.aupr(s, y) == pytest.approx(average_precision_score(y, s), abs=1e-12)
 
 
+@pytest.mark.requires("sklearn")
 def test_fpr_at_tpr_matches_roc_curve():
+    from sklearn.metrics import roc_curve
+
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 500)
     s = rng.normal(size=500) + 2 * y

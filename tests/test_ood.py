@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.distance import mahalanobis
 
 from robust_utils import ood as U
 from robust_utils.metrics import score_direction
@@ -29,7 +28,10 @@ def test_mahalanobis_identity_covariance_is_squared_euclidean():
     assert det.predict(q).tolist() == [0, 0, 1]
 
 
+@pytest.mark.requires("scipy")
 def test_mahalanobis_matches_scipy():
+    from scipy.spatial.distance import mahalanobis
+
     rng = np.random.default_rng(0)
     d, n = 5, 90
     labels = np.repeat([0, 1, 2], n // 3)

@@ -12,17 +12,11 @@ from robust_utils.config import seed_everything
 from robust_utils.models import build_model
 from robust_utils.training import evaluate_accuracy, train_classifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MK = {"in_features": 64, "hidden": (64,)}
 RECIPE = dict(epochs=40, batch_size=16)
 N_TRAIN = 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _data(n, seed):
@@ -128,6 +122,7 @@ def test_unseen_members_are_at_chance(overfit, shadows, pool):
     assert abs(base["auc"] - 0.5) < 0.1
 
 
+@pytest.mark.requires("sklearn")
 def test_loss_threshold_by_hand(overfit):
     model, (xm, ym, xn, yn) = overfit
     # an explicit threshold below every loss: nobody is called a member -> TPR = FPR = 0

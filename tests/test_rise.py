@@ -7,14 +7,7 @@ import torch.nn as nn
 from robust_utils import rise as I
 from robust_utils.models import C3LTClassifier
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PatchModel(nn.Module):
@@ -23,24 +16,6 @@ class PatchModel(nn.Module):
     def forward(self, x):
         z = 20 * x[:, :, :8, :8].mean(dim=(1, 2, 3)) - 10
         return torch.stack([torch.zeros_like(z), z], 1)
-
-
-@pytest.fixture(scope="module")
-def cnn():
-    torch.manual_seed(0)
-    return C3LTClassifier(input_size=16).eval()
-
-
-@pytest.fixture(scope="module")
-def x16():
-    torch.manual_seed(1)
-    return torch.rand(4, 1, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def maps16():
-    torch.manual_seed(2)
-    return torch.rand(4, 16, 16)
 
 
 def test_rise_masks_deterministic_and_smooth():
@@ -90,13 +65,13 @@ def test_rise_matches_definition_with_explicit_masks():
 # Bad inputs
 # ---------------------------------------------------------------------------------------------
 
-def test_rise_bad_inputs_give_clear_errors(cnn, x16, maps16):
+def test_rise_bad_inputs_give_clear_errors(c3lt, x16, maps16):
     with pytest.raises(ValueError, match=r"p_keep must lie in \(0.0, 1.0\)"):
-        I.rise(cnn, x16, p_keep=1.0, n_masks=4)
+        I.rise(c3lt, x16, p_keep=1.0, n_masks=4)
     with pytest.raises(ValueError, match="n_masks must be >= 1"):
-        I.shape(cnn, x16, n_masks=0)
+        I.shape(c3lt, x16, n_masks=0)
     with pytest.raises(TypeError, match="seed must be a non-negative integer"):
-        I.rise(cnn, x16, n_masks=4, seed=0.5)
+        I.rise(c3lt, x16, n_masks=4, seed=0.5)
 
 
 def test_rise_and_shape_share_forward_passes():

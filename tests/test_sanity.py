@@ -3,23 +3,19 @@ layer randomisation, with known answers. Tiny models only."""
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from robust_utils import explanations as E
 from robust_utils import sanity as S
 from robust_utils.models import C3LTClassifier
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.requires("scipy")
 def test_spearman_rows_equals_scipy_with_ties():
+    from scipy.stats import spearmanr
+
     rng = np.random.default_rng(0)
     a = rng.integers(0, 4, size=(5, 6, 6)).astype(float)        # many ties
     b = a + rng.normal(0, 1.0, size=a.shape)

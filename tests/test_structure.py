@@ -6,51 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from robust_utils import structure as I
 from robust_utils.metrics import score_direction
-from robust_utils.models import C3LTClassifier
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class LinearTwoClass(nn.Module):
-    """logit_0 = 0, logit_1 = w . x - b, so p(class 1) = sigmoid(w . x - b) in closed form."""
-
-    def __init__(self, w: torch.Tensor, b: float = 0.0):
-        super().__init__()
-        self.register_buffer("w", w.flatten())
-        self.b = b
-
-    def forward(self, x):
-        z = (x.flatten(1) * self.w.to(x.dtype)).sum(1) - self.b
-        return torch.stack([torch.zeros_like(z), z], 1)
-
-
-@pytest.fixture(scope="module")
-def cnn():
-    torch.manual_seed(0)
-    return C3LTClassifier(input_size=16).eval()
-
-
-@pytest.fixture(scope="module")
-def x16():
-    torch.manual_seed(1)
-    return torch.rand(4, 1, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def maps16():
-    torch.manual_seed(2)
-    return torch.rand(4, 16, 16)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_huffman_code_hand_computed():
@@ -111,8 +71,8 @@ def test_huffman_bits_matches_codes_and_quantisation():
 # ---------------------------------------------------------------------------------------------
 # Structure-wise deletion / insertion
 # ---------------------------------------------------------------------------------------------
-def test_structure_bit_ratio_hand_computed():
-    model = LinearTwoClass(torch.ones(4), b=0.1).eval()
+def test_structure_bit_ratio_hand_computed(linear_two_class):
+    model = linear_two_class(torch.ones(4), b=0.1).eval()
     x = torch.tensor([[[[0.0, 1.0], [1.0, 0.5]]]])      # values 0, 255, 255, 128: 6 bits
     maps = torch.tensor([[[0.9, 0.2], [0.6, 0.0]]])
     y = torch.tensor([1])
@@ -128,12 +88,12 @@ def test_structure_bit_ratio_hand_computed():
     assert ins.higher_is_better and not dele.higher_is_better
 
 
-def test_structure_curves_accuracy_and_extremes(cnn, x16, maps16):
+def test_structure_curves_accuracy_and_extremes(c3lt, x16, maps16):
     y = torch.tensor([3, 1, 4, 1])
     thr = [0.0, 0.25, 0.5, 1.0]
-    ins = I.structure_insertion(cnn, x16, y, maps16, thresholds=thr)
-    dele = I.structure_deletion(cnn, x16, y, maps16, thresholds=thr)
-    clean_correct = (cnn(x16).argmax(1) == y).float()
+    ins = I.structure_insertion(c3lt, x16, y, maps16, thresholds=thr)
+    dele = I.structure_deletion(c3lt, x16, y, maps16, thresholds=thr)
+    clean_correct = (c3lt(x16).argmax(1) == y).float()
     for r in (ins, dele):
         assert r.curves.shape == (4, 4) and r.x.tolist() == thr
         assert torch.allclose(r.extra["accuracy"], r.curves.mean(0))
@@ -144,27 +104,27 @@ def test_structure_curves_accuracy_and_extremes(cnn, x16, maps16):
     assert torch.allclose(ins.extra["bit_ratio"][:, 0], torch.ones(4))
     assert torch.equal(ins.curves[:, 0], clean_correct)
     assert torch.allclose(dele.extra["bit_ratio"][:, 0], 256.0 / dele.extra["bits_original"].float())
-    black_pred = cnn(torch.zeros(1, 1, 16, 16)).argmax(1)
+    black_pred = c3lt(torch.zeros(1, 1, 16, 16)).argmax(1)
     assert torch.equal(dele.curves[:, 0], (y == black_pred).float())
 
 
 # ---------------------------------------------------------------------------------------------
 # RISE and SHAPE
 # ---------------------------------------------------------------------------------------------
-def test_structure_bad_inputs_give_clear_errors(cnn, x16, maps16):
+def test_structure_bad_inputs_give_clear_errors(c3lt, x16, maps16):
     y = torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match=r"thresholds must lie in \[0, 1\]"):
-        I.structure_deletion(cnn, x16, y, maps16, thresholds=[0.1, 1.5])
+        I.structure_deletion(c3lt, x16, y, maps16, thresholds=[0.1, 1.5])
     with pytest.raises(ValueError, match=r"thresholds must lie in \[0, 1\]"):
-        I.structure_insertion(cnn, x16, y, maps16, thresholds=[-0.1])
+        I.structure_insertion(c3lt, x16, y, maps16, thresholds=[-0.1])
     with pytest.raises(ValueError, match="non-empty"):
-        I.structure_insertion(cnn, x16, y, maps16, thresholds=[])
+        I.structure_insertion(c3lt, x16, y, maps16, thresholds=[])
     with pytest.raises(ValueError, match=r"y must lie in \[0, 9\]"):
-        I.structure_deletion(cnn, x16, y + 10, maps16)
+        I.structure_deletion(c3lt, x16, y + 10, maps16)
     with pytest.raises(ValueError, match=r"maps must lie in \[0, 1\]"):
-        I.structure_deletion(cnn, x16, y, maps16 * 2)
+        I.structure_deletion(c3lt, x16, y, maps16 * 2)
     with pytest.raises(ValueError, match="one label per image"):
-        I.structure_insertion(cnn, x16, y[:2], maps16)
+        I.structure_insertion(c3lt, x16, y[:2], maps16)
     with pytest.raises(ValueError, match="all zero"):
         I.huffman_code([0, 0, 0])
     with pytest.raises(ValueError, match="negative"):
@@ -193,16 +153,16 @@ def test_huffman_bits_never_reads_one_image_as_many():
     assert I.huffman_code({np.int64(3): np.int64(2), 4: 1}) == I.huffman_code({3: 2, 4: 1})
 
 
-def test_structure_scores_declare_their_direction(cnn, x16, maps16):
+def test_structure_scores_declare_their_direction(c3lt, x16, maps16):
     y = torch.zeros(4, dtype=torch.long)
     assert score_direction(I.structure_insertion) == "better"
     assert score_direction(I.structure_deletion) == "worse"
-    assert score_direction(I.structure_deletion(cnn, x16, y, maps16, thresholds=[0.5])) == "worse"
+    assert score_direction(I.structure_deletion(c3lt, x16, y, maps16, thresholds=[0.5])) == "worse"
 
 
-def test_structure_batched_equals_per_image_loop(cnn, x16, maps16):
+def test_structure_batched_equals_per_image_loop(c3lt, x16, maps16):
     y = torch.tensor([0, 1, 2, 3])
-    s_full = I.structure_deletion(cnn, x16, y, maps16, batch_size=7)
-    s_loop = [I.structure_deletion(cnn, x16[i:i + 1], y[i:i + 1], maps16[i:i + 1]) for i in range(4)]
+    s_full = I.structure_deletion(c3lt, x16, y, maps16, batch_size=7)
+    s_loop = [I.structure_deletion(c3lt, x16[i:i + 1], y[i:i + 1], maps16[i:i + 1]) for i in range(4)]
     assert torch.equal(s_full.curves, torch.cat([r.curves for r in s_loop]))
     assert torch.allclose(s_full.extra["bit_ratio"], torch.cat([r.extra["bit_ratio"] for r in s_loop]))

@@ -7,26 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from robust_utils import uncertainty as U
 from robust_utils.metrics import score_direction
 from robust_utils.models import build_model
 
 # ---------------------------------------------------------------------------------------------
-# fixtures
+# helpers (make_mlp and images come from conftest.py)
 # ---------------------------------------------------------------------------------------------
-def _mlp(dropout: float = 0.3, num_classes: int = 4, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return build_model("mlp", in_features=64, hidden=(16,), num_classes=num_classes,
-                       dropout=dropout).eval()
-
-
-@pytest.fixture
-def images() -> torch.Tensor:
-    return torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
 def _dirichlet(t: int, n: int, c: int, seed: int = 0) -> torch.Tensor:
     torch.manual_seed(seed)
     return torch.distributions.Dirichlet(torch.full((c,), 0.7)).sample((t, n))
@@ -94,8 +82,8 @@ def test_decomposition_bad_inputs():
 # ---------------------------------------------------------------------------------------------
 # MC dropout
 # ---------------------------------------------------------------------------------------------
-def test_mc_dropout_deterministic_and_passes_differ(images):
-    m = _mlp()
+def test_mc_dropout_deterministic_and_passes_differ(make_mlp, images):
+    m = make_mlp()
     state = torch.get_rng_state()
     a = U.mc_dropout_probs(m, images, n_samples=6, seed=3)
     assert torch.equal(torch.get_rng_state(), state), "the global RNG must be left untouched"
@@ -111,8 +99,8 @@ def test_mc_dropout_deterministic_and_passes_differ(images):
     assert (d["epistemic"] > 0).all()
 
 
-def test_mc_dropout_restores_modes_and_rates(images):
-    m = _mlp(dropout=0.3)
+def test_mc_dropout_restores_modes_and_rates(make_mlp, images):
+    m = make_mlp(dropout=0.3)
     m.train()
     m.body[0].eval()  # a mixed state must come back exactly
     modes = {name: mod.training for name, mod in m.named_modules()}
@@ -128,46 +116,46 @@ def test_mc_dropout_restores_modes_and_rates(images):
     assert m.body[2].p == 0.3
 
 
-def test_mc_dropout_rate_zero_gives_identical_passes(images):
-    d = U.mc_dropout(_mlp(), images, n_samples=4, dropout_rate=0.0)
+def test_mc_dropout_rate_zero_gives_identical_passes(make_mlp, images):
+    d = U.mc_dropout(make_mlp(), images, n_samples=4, dropout_rate=0.0)
     torch.testing.assert_close(d["epistemic"], torch.zeros(12), atol=1e-6, rtol=0)
 
 
-def test_mc_dropout_matches_eval_mean_only_with_dropout(images):
+def test_mc_dropout_matches_eval_mean_only_with_dropout(make_mlp, images):
     # with dropout on, the mean of passes is not the deterministic output (passes are random)
-    m = _mlp(dropout=0.5)
+    m = make_mlp(dropout=0.5)
     det = m(images).softmax(-1)
     mc = U.mc_dropout(m, images, n_samples=3)["mean_probs"]
     assert (det - mc).abs().max() > 1e-4
 
 
-def test_mc_dropout_bad_inputs(images):
+def test_mc_dropout_bad_inputs(make_mlp, images):
     with pytest.raises(ValueError, match="MC dropout needs a network trained with dropout"):
-        U.mc_dropout_probs(_mlp(dropout=0.0), images)
+        U.mc_dropout_probs(make_mlp(dropout=0.0), images)
     with pytest.raises(ValueError, match="dropout_rate must be < 1"):
-        U.mc_dropout_probs(_mlp(), images, dropout_rate=1.0)
+        U.mc_dropout_probs(make_mlp(), images, dropout_rate=1.0)
     with pytest.raises(ValueError, match="n_samples"):
-        U.mc_dropout_probs(_mlp(), images, n_samples=0)
+        U.mc_dropout_probs(make_mlp(), images, n_samples=0)
     with pytest.raises(ValueError, match="seed"):
-        U.mc_dropout_probs(_mlp(), images, seed=-1)
+        U.mc_dropout_probs(make_mlp(), images, seed=-1)
     with pytest.raises(TypeError, match="seed"):
-        U.mc_dropout_probs(_mlp(), images, seed=1.5)
+        U.mc_dropout_probs(make_mlp(), images, seed=1.5)
     with pytest.raises(ValueError, match="must lie in"):
-        U.mc_dropout_probs(_mlp(), images * 255)
+        U.mc_dropout_probs(make_mlp(), images * 255)
 
 
 # ---------------------------------------------------------------------------------------------
 # Ensembles and confidence gap
 # ---------------------------------------------------------------------------------------------
-def test_ensemble_of_copies_has_zero_epistemic(images):
-    m = _mlp()
+def test_ensemble_of_copies_has_zero_epistemic(make_mlp, images):
+    m = make_mlp()
     d = U.ensemble_uncertainty([m, copy.deepcopy(m), copy.deepcopy(m)], images)
     torch.testing.assert_close(d["epistemic"], torch.zeros(12), atol=1e-6, rtol=0)
     torch.testing.assert_close(d["mean_probs"], m(images).softmax(-1), atol=1e-6, rtol=0)
 
 
-def test_ensemble_of_different_members(images):
-    members = [_mlp(seed=s) for s in range(3)]
+def test_ensemble_of_different_members(make_mlp, images):
+    members = [make_mlp(seed=s) for s in range(3)]
     members[1].train()
     p = U.ensemble_probs(members, images)
     assert p.shape == (3, 12, 4)
@@ -176,11 +164,11 @@ def test_ensemble_of_different_members(images):
     assert (U.ensemble_uncertainty(members, images)["epistemic"] > 0).all()
 
 
-def test_ensemble_bad_inputs(images):
+def test_ensemble_bad_inputs(make_mlp, images):
     with pytest.raises(ValueError, match="same classes"):
-        U.ensemble_probs([_mlp(num_classes=4), _mlp(num_classes=3)], images)
+        U.ensemble_probs([make_mlp(num_classes=4), make_mlp(num_classes=3)], images)
     with pytest.raises(TypeError, match=r"\[model\]"):
-        U.ensemble_probs(_mlp(), images)
+        U.ensemble_probs(make_mlp(), images)
     with pytest.raises(ValueError, match="empty"):
         U.ensemble_probs([], images)
 
@@ -228,15 +216,15 @@ def test_decompose_rejects_inputs_first_stack_when_n_is_given():
         U.decompose_uncertainty(torch.full((2, 3, 2), float("nan")))
 
 
-def test_mc_dropout_and_ensemble_return_one_value_per_input(images):
-    m = _mlp()
+def test_mc_dropout_and_ensemble_return_one_value_per_input(make_mlp, images):
+    m = make_mlp()
     assert U.mc_dropout(m, images, n_samples=3)["epistemic"].shape == (12,)
-    assert U.ensemble_uncertainty([m, _mlp(seed=1)], images)["epistemic"].shape == (12,)
+    assert U.ensemble_uncertainty([m, make_mlp(seed=1)], images)["epistemic"].shape == (12,)
 
 
-def test_mc_dropout_seed_accepts_numpy_ints(images):
-    a = U.mc_dropout_probs(_mlp(), images, n_samples=2, seed=np.int64(3))
-    b = U.mc_dropout_probs(_mlp(), images, n_samples=2, seed=3)
+def test_mc_dropout_seed_accepts_numpy_ints(make_mlp, images):
+    a = U.mc_dropout_probs(make_mlp(), images, n_samples=2, seed=np.int64(3))
+    b = U.mc_dropout_probs(make_mlp(), images, n_samples=2, seed=3)
     torch.testing.assert_close(a, b)
     assert U.entropy(a, dim=np.int64(-1)).shape == (2, 12)
 

@@ -10,19 +10,7 @@ from robust_utils import explanations as E
 from robust_utils import voice as V
 from robust_utils.models import C3LTClassifier, PreActResNet
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def c3lt():
-    torch.manual_seed(0)
-    return C3LTClassifier(input_size=16).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -37,36 +25,17 @@ def resnet():
 
 
 @pytest.fixture(scope="module")
-def x16():
+def x16():  # five images (seed 2), not conftest's four
     torch.manual_seed(2)
     return torch.rand(5, 1, 16, 16)
 
 
-class ConvGapLinear(nn.Module):
-    """conv -> global average pool -> linear: d y_c / d A_k^{ij} = W[c, k] / (h w)."""
-
-    def __init__(self, k=3, classes=4):
-        super().__init__()
-        self.conv = nn.Conv2d(1, k, 3)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(k, classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.conv(x)).flatten(1))
-
-
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(3)
-    return ConvGapLinear().eval()
-
-
-@pytest.fixture(scope="module")
-def one_direction():
+def one_direction(conv_gap_linear):
     """Only class 0's logit depends on the input (y_0 = w . s(A) > 0, y_c = 0 otherwise), so P = 0
     and d CE(y, Q) / d A = p_0 w . ds/dA for every Q != 0: all contrastive maps but P's coincide."""
     torch.manual_seed(4)
-    m = ConvGapLinear(k=3, classes=5)
+    m = conv_gap_linear(k=3, classes=5)
     with torch.no_grad():
         m.conv.weight.uniform_(0.1, 1.0)
         m.conv.bias.fill_(0.1)
@@ -235,13 +204,13 @@ def test_bad_inputs(c3lt, x16):
     assert _hooks_empty(c3lt)
 
 
-def test_models_without_convolutions_or_with_two_classes(x16):
+def test_models_without_convolutions_or_with_two_classes(x16, conv_gap_linear):
     from robust_utils.models import MLP
 
     mlp = MLP(in_features=256, hidden=(8,)).eval()
     with pytest.raises(ValueError, match="no convolution layers"):
         V.voice(mlp, x16)
-    two = ConvGapLinear(classes=2).eval()
+    two = conv_gap_linear(classes=2).eval()
     with pytest.raises(ValueError, match="at least 3 classes"):
         V.voice(two, x16)
     assert V.contrastive_maps(two, x16).shape == (5, 2, 16, 16)
