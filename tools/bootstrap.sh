@@ -32,13 +32,49 @@ else
   echo "[bootstrap] environment up to date ($VENV)"
 fi
 
+# apt-get that waits for the apt/dpkg locks when another apt process (unattended-upgrades, a
+# second set-up) holds them, instead of failing the set-up: at most APT_LOCK_TIMEOUT seconds
+# (default 600) per command, saying who holds the lock. DPkg::Lock::Timeout (apt >= 1.9.11) makes
+# apt itself wait for the dpkg lock; `apt-get update`'s lists lock (and an older apt) are waited
+# for by retrying while apt reports a held lock.
+APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-600}
+apt_get() {
+  local deadline=$(( $(date +%s) + APT_LOCK_TIMEOUT )) err rc next_note=0 now holders
+  err=$(mktemp)
+  while :; do
+    now=$(date +%s)
+    if [ "$now" -ge "$next_note" ] && command -v fuser >/dev/null 2>&1 \
+       && holders=$(fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock 2>/dev/null); then
+      echo "[bootstrap] the apt/dpkg lock files are in use by process(es)$holders: apt-get $1 waits" \
+           "for them (up to $(( deadline - now )) s)" >&2
+      next_note=$(( now + 60 ))
+    fi
+    rc=0
+    LC_ALL=C apt-get -o DPkg::Lock::Timeout=$(( deadline > now ? deadline - now : 0 )) "$@" 2>"$err" || rc=$?
+    now=$(date +%s)
+    if [ "$rc" != 0 ] && [ "$now" -lt "$deadline" ] \
+       && grep -q -e "Could not get lock" -e "Unable to lock" -e "Unable to acquire the dpkg" "$err"; then
+      if [ "$now" -ge "$next_note" ]; then
+        echo "[bootstrap] waiting (up to $(( deadline - now )) s more) for the apt lock:" \
+             "$(grep -m1 "Could not get lock" "$err" || head -n1 "$err")" >&2
+        next_note=$(( now + 60 ))
+      fi
+      sleep 5
+      continue
+    fi
+    cat "$err" >&2
+    rm -f "$err"
+    return "$rc"
+  done
+}
+
 # Fashion-MNIST: the data cache, else Debian's package (installed here when apt is available).
 DEB=/usr/share/datasets/fashion-mnist
 if ! ls data/FashionMNIST/raw/train-images-idx3-ubyte* >/dev/null 2>&1 \
    && [ ! -f "$DEB/train-images-idx3-ubyte.gz" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "[bootstrap] installing Debian's dataset-fashion-mnist"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    apt_get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt_get install -y -qq dataset-fashion-mnist >/dev/null
   else
     echo "[bootstrap] Fashion-MNIST not found. Install it with 'sudo apt-get install dataset-fashion-mnist'," \
          "or put the four IDX files under data/FashionMNIST/raw/, or run online so torchvision can download it." >&2
