@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_images, check_positive_int, check_seed
+from ._checks import check_choice, check_images, check_seed
 
 __all__ = [
     "SEVERITY",

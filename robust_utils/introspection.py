@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_choice, check_eval_model, check_images, check_labels, check_number,
+from ._checks import (check_choice, check_eval_model, check_labels, check_number,
                       check_positive_int, check_seed)
 from .config import pick_device, progress_bar, seed_everything
 from ._checks import check_model_input

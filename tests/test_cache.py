@@ -1,8 +1,7 @@
-"""Tests of robust_utils.cache: recipe keys, safe verified atomic checkpoints, get_model."""
+"""Tests of robust_utils.cache and robust_utils.recipes: recipe keys, trainers, artifacts, dependencies, get_model, the command line."""
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,11 @@ import torch
 
 from robust_utils import cache
 from robust_utils.config import PROFILES
-from robust_utils.cache import (CorruptCheckpointError, IncompatibleCheckpointError, Recipe,
-                                RecipeMismatchError, cached_metadata, checkpoint_path, default_recipe,
+from robust_utils.cache import (Recipe, RecipeMismatchError, cached_metadata, checkpoint_path, default_recipe,
                                 get_model, list_cached, load_checkpoint, save_checkpoint)
 from robust_utils.models import MLP, register_architecture
 from robust_utils.training import TRAINERS, register_trainer, train_classifier
+
 
 def _check_margin(params):
     if params["margin"] <= 0:
