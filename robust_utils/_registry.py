@@ -44,9 +44,9 @@ class Registry(Mapping):
         """
         check_name(name, f"{self.kind} name")
         old = self._items.get(name)
-        if old is not None and old is not obj and not replace and _qualname(old) != _qualname(obj):
+        if old is not None and not replace and not _same_definition(old, obj):
             raise ValueError(f"a {self.kind} named {name!r} is already registered ({_qualname(old)}); "
-                             "choose another name or pass replace=True.")
+                             "choose another name, or pass replace=True to replace it on purpose.")
         self._items[name] = obj
         return obj
 
@@ -96,6 +96,26 @@ class Registry(Mapping):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {sorted(self._items)})"
+
+
+def _fingerprint(obj):
+    """What identifies a definition across a re-import: its name, its code and its settings."""
+    fn = getattr(obj, "fn", obj)
+    code = getattr(fn, "__code__", None)
+    body = (code.co_code, code.co_consts) if code is not None else None
+    settings = None
+    if hasattr(obj, "fn") and hasattr(obj, "__dict__"):  # a spec such as a Trainer: its other fields count
+        settings = {k: (_qualname(v) if callable(v) else v) for k, v in vars(obj).items() if k != "fn"}
+    return _qualname(obj), body, repr(settings)
+
+
+def _same_definition(old, new) -> bool:
+    """The same object, or the same definition imported again (a module reload)."""
+    if old is new:
+        return True
+    if "<lambda>" in _qualname(new) or "<locals>" in _qualname(new):
+        return False  # anonymous or local definitions are never "the same one again"
+    return _fingerprint(old) == _fingerprint(new)
 
 
 def _qualname(obj) -> str:

@@ -92,7 +92,7 @@ def checkpoint_path(recipe: Recipe, cache_dir=None) -> Path:
 def _recipe_problem(meta: dict, recipe: Recipe, path: Path) -> str | None:
     stored = meta.get("recipe")
     if stored is None:
-        return None if meta.get("format_version", 1) < 2 else "the record names no recipe"
+        return f"the record {path} names no recipe, so it cannot be checked against {recipe.key}"
     if json.dumps(stored, sort_keys=True, separators=(",", ":")) == recipe.canonical_json():
         return None
     want = recipe.to_dict()
@@ -101,38 +101,78 @@ def _recipe_problem(meta: dict, recipe: Recipe, path: Path) -> str | None:
     return f"checkpoint {path} holds another recipe than {recipe.key} ({details})"
 
 
-def _dependency_records(recipe: Recipe, folder: Path) -> dict:
-    """``{name: {"key", "weights_sha256"}}`` of the dependencies' current checkpoints."""
-    return {name: {"key": dep.key, "weights_sha256": read_record(checkpoint_path(dep, folder))["weights_sha256"]}
-            for name, dep in recipe.depends_on}
-
-
 def _try_load(recipe: Recipe, path: Path, dev, dep_records: dict):
-    """(model, None) when the checkpoint verifies; (None, reason) when it must be (re)trained."""
+    """``(model, record, None)`` when the checkpoint verifies; ``(None, None, reason)`` when it
+    must be (re)trained (``reason`` is ``None`` for a checkpoint that does not exist)."""
     if not path.exists():
-        return None, None
+        return None, None, None
+    checkpoints.check_slot(path)
     model = recipe.build()
     try:
         meta = load_checkpoint(path, model)
     except FileNotFoundError:
-        return None, None
+        return None, None, None
     except (CorruptCheckpointError, IncompatibleCheckpointError) as e:
-        return None, f"failed verification: {e}"
+        return None, None, f"failed verification: {e}"
     problem = _recipe_problem(meta, recipe, path)
     if problem is not None:
         raise RecipeMismatchError(f"{problem}. It was copied or renamed by hand: delete {path} (and "
                                   "its weights file) or move it back under its own key.")
     if meta.get("dependencies", {}) != dep_records:
-        return None, ("is stale: its dependencies were retrained since it was made "
-                      f"(recorded {meta.get('dependencies')}, now {dep_records})")
-    return model.to(dev).eval(), None
+        return None, None, ("is stale: its dependencies were retrained since it was made "
+                            f"(recorded {meta.get('dependencies')}, now {dep_records})")
+    return model.to(dev).eval(), meta, None
+
+
+def _sweep_if_idle(path: Path) -> None:
+    """Remove what killed saves left, unless someone is saving this checkpoint right now."""
+    try:
+        with checkpoints.checkpoint_lock(path, blocking=False) as held:
+            if held:
+                checkpoints.sweep(path)
+    except OSError:  # a read-only cache: nothing to sweep, nothing to fail
+        pass
+
+
+def _get_model(recipe: Recipe, dev, retrain: bool, train_fn, progress: bool, folder) -> tuple[nn.Module, dict]:
+    """The model and the record of exactly the weights it holds (see :func:`get_model`)."""
+    path = checkpoint_path(recipe, folder)
+    deps, dep_records = {}, {}
+    for name, dep in recipe.depends_on:
+        deps[name], meta = _get_model(dep, dev, False, None, progress, folder)
+        dep_records[name] = {"key": dep.key, "weights_sha256": meta["weights_sha256"]}
+    if not retrain:
+        model, meta, _ = _try_load(recipe, path, dev, dep_records)
+        if model is not None:
+            _sweep_if_idle(path)
+            return model, meta
+    with checkpoints.checkpoint_lock(path):
+        if not retrain:  # another process may have trained it while we waited for the lock
+            model, meta, reason = _try_load(recipe, path, dev, dep_records)
+            if model is not None:
+                return model, meta
+            if reason is not None:
+                warnings.warn(f"cached model {path} {reason}; it will NOT be used: retraining it "
+                              "and replacing the checkpoint.", RuntimeWarning, stacklevel=3)
+        checkpoints.check_slot(path)  # fail now, not after a long training run
+        model = recipe.build().to(dev)
+        trainer = train_fn if train_fn is not None else TRAINERS[recipe.objective].fn
+        t0 = time.perf_counter()
+        metrics = dict(trainer(model, recipe, device=dev, progress=progress, deps=deps) or {})
+        seconds = round(time.perf_counter() - t0, 2)
+        save_checkpoint(path, model, {"key": recipe.key, "recipe": recipe.to_dict(), "metrics": metrics,
+                                      "dependencies": dep_records,
+                                      "built": {"seconds": seconds, "device": str(dev)}})
+        meta = read_record(path)  # still under the lock: the record of these very weights
+    return model.to(dev).eval(), meta
 
 
 def get_model(recipe: Recipe, *, device="auto", retrain: bool = False,
               train_fn: Callable | None = None, progress: bool = True, cache_dir=None) -> nn.Module:
     """The model that ``recipe`` describes, from the cache if possible, in eval mode.
 
-    1. The recipe's dependencies are fetched first (from the cache, or trained).
+    1. The recipe's dependencies are fetched first (from the cache, or trained), each with the
+       record of the very weights that were loaded.
     2. If the checkpoint exists (and ``retrain`` is false), its SHA-256, its recipe and the
        weights of its dependencies are checked, and it is loaded.
     3. Otherwise the checkpoint's lock is taken (another process training the same model is
@@ -140,8 +180,9 @@ def get_model(recipe: Recipe, *, device="auto", retrain: bool = False,
        recipe's trainer (:data:`robust_utils.training.TRAINERS`) and committed.
 
     A checkpoint that fails verification, or whose dependencies changed, is retrained with a
-    :class:`RuntimeWarning` that names the file. One whose record names another recipe raises
-    :class:`RecipeMismatchError`.
+    :class:`RuntimeWarning` that names the file. One whose record names another recipe (or
+    none) raises :class:`RecipeMismatchError`. A folder where the checkpoint's files go raises
+    :class:`CorruptCheckpointError` before any training.
 
     Parameters
     ----------
@@ -153,7 +194,7 @@ def get_model(recipe: Recipe, *, device="auto", retrain: bool = False,
     train_fn : callable, optional
         ``train_fn(model, recipe, *, device, progress, deps) -> dict`` replaces the recipe's
         trainer (tests use it to inject tiny data); the returned dict is stored as the record's
-        ``"metrics"``.
+        ``"metrics"``. Dependencies are still trained by their own recipes.
     progress : bool, default True
     cache_dir : str or Path, optional
         Folder of the cache; default :func:`robust_utils.config.checkpoint_dir`.
@@ -167,34 +208,13 @@ def get_model(recipe: Recipe, *, device="auto", retrain: bool = False,
     Taught in the Introduction, section "The model cache".
     """
     path = checkpoint_path(recipe, cache_dir)
-    folder = path.parent
     dev = pick_device(device)
     if train_fn is not None and not callable(train_fn):
         raise TypeError(f"train_fn must be callable, got {train_fn!r}.")
-    deps = {name: get_model(dep, device=dev, progress=progress, cache_dir=folder)
-            for name, dep in recipe.depends_on}
-    dep_records = _dependency_records(recipe, folder)
-    if not retrain:
-        model, _ = _try_load(recipe, path, dev, dep_records)
-        if model is not None:
-            return model
-    with checkpoints.checkpoint_lock(path):
-        if not retrain:  # another process may have trained it while we waited for the lock
-            model, reason = _try_load(recipe, path, dev, dep_records)
-            if model is not None:
-                return model
-            if reason is not None:
-                warnings.warn(f"cached model {path} {reason}; it will NOT be used: retraining it "
-                              "and replacing the checkpoint.", RuntimeWarning, stacklevel=2)
-        model = recipe.build().to(dev)
-        trainer = train_fn if train_fn is not None else TRAINERS[recipe.objective].fn
-        t0 = time.perf_counter()
-        metrics = dict(trainer(model, recipe, device=dev, progress=progress, deps=deps) or {})
-        seconds = round(time.perf_counter() - t0, 2)
-        save_checkpoint(path, model, {"key": recipe.key, "recipe": recipe.to_dict(), "metrics": metrics,
-                                      "dependencies": dep_records,
-                                      "built": {"seconds": seconds, "device": str(dev)}})
-    return model.to(dev).eval()
+    if not isinstance(retrain, bool):
+        raise TypeError(f"retrain must be True or False, got {retrain!r}.")
+    model, _ = _get_model(recipe, dev, retrain, train_fn, progress, path.parent)
+    return model
 
 
 def cached_metadata(recipe: Recipe, cache_dir=None) -> dict:

@@ -54,6 +54,7 @@ __all__ = [
     "load_checkpoint",
     "read_record",
     "checkpoint_lock",
+    "check_slot",
     "sweep",
 ]
 
@@ -126,7 +127,7 @@ _held_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def checkpoint_lock(path) -> Iterator[None]:
+def checkpoint_lock(path, *, blocking: bool = True) -> Iterator[bool]:
     """Hold the writer's lock of checkpoint ``path`` (its record) for the ``with`` block.
 
     An ``flock`` on ``.<name>.lock`` in the checkpoint's folder serialises processes; a
@@ -134,7 +135,9 @@ def checkpoint_lock(path) -> Iterator[None]:
     inside the cache's train-and-save). On systems without ``fcntl`` only threads are
     serialised. The lock file stays (it is empty); the lock dies with its process.
 
-    Taught in the Introduction, section "The model cache".
+    With ``blocking=False`` the block runs at once whether or not the lock was free; the value
+    bound by ``as`` says whether it is held (for work that may simply be skipped, such as a
+    sweep).
     """
     path = _record(path)
     folder = writable_dir(path.parent)
@@ -143,7 +146,9 @@ def checkpoint_lock(path) -> Iterator[None]:
     with _held_guard:
         entry = _held.setdefault(key, [threading.RLock(), 0, None])
     rlock = entry[0]
-    rlock.acquire()
+    if not rlock.acquire(blocking=blocking):
+        yield False
+        return
     try:
         if entry[1] == 0:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
@@ -152,11 +157,16 @@ def checkpoint_lock(path) -> Iterator[None]:
             except ImportError:  # pragma: no cover - Windows
                 fcntl = None
             if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    yield False
+                    return
             entry[2] = fd
         entry[1] += 1
         try:
-            yield
+            yield True
         finally:
             entry[1] -= 1
             if entry[1] == 0:
@@ -164,6 +174,32 @@ def checkpoint_lock(path) -> Iterator[None]:
                 entry[2] = None
     finally:
         rlock.release()
+
+
+def _leftover_patterns(stem: str) -> tuple[re.Pattern, re.Pattern]:
+    """Temporary files of a save of ``stem`` and its content-addressed weights files (exactly)."""
+    s = re.escape(stem)
+    tmp = re.compile(rf"\.{s}(?:\.json|-[0-9a-f]{{16}}\.safetensors)\.[0-9a-f]{{16}}\.tmp")
+    weights = re.compile(rf"{s}-[0-9a-f]{{16}}\.safetensors")
+    return tmp, weights
+
+
+def check_slot(path) -> None:
+    """Fail early, with a clear message, if a folder sits where checkpoint ``path``'s files go.
+
+    The cache calls this before training, so that a long training run does not end in an
+    ``IsADirectoryError`` when the result is saved.
+    """
+    path = _record(path)
+    if path.is_dir():
+        raise CorruptCheckpointError(f"{path} is a folder, not a checkpoint record; remove it "
+                                     f"(rm -r '{path}') and run again.")
+    if path.parent.is_dir():
+        _, weights = _leftover_patterns(path.stem)
+        for f in path.parent.iterdir():
+            if weights.fullmatch(f.name) and f.is_dir():
+                raise CorruptCheckpointError(f"{f} is a folder where checkpoint {path.name} keeps its "
+                                             f"weights; remove it (rm -r '{f}') and run again.")
 
 
 def sweep(path) -> list[Path]:
@@ -183,12 +219,11 @@ def sweep(path) -> list[Path]:
         keep = read_record(path)["weights_file"]
     except (FileNotFoundError, CorruptCheckpointError):
         pass
+    tmp, weights = _leftover_patterns(path.stem)
     removed = []
     for f in path.parent.iterdir():
-        stale_tmp = f.name.startswith(f".{path.stem}") and f.name.endswith(".tmp")
-        stale_weights = (f.name.startswith(f"{path.stem}-") and f.name.endswith(WEIGHTS_SUFFIX)
-                         and f.name != keep and len(f.name) == len(_weights_name(path.stem, "0" * 16)))
-        if (stale_tmp or stale_weights) and f.is_file():
+        stale = tmp.fullmatch(f.name) or (weights.fullmatch(f.name) and f.name != keep)
+        if stale and f.is_file():
             with contextlib.suppress(OSError):
                 f.unlink()
                 removed.append(f)
@@ -248,6 +283,7 @@ def save_checkpoint(path, model: nn.Module, metadata: Mapping | None = None) -> 
 
     folder = writable_dir(path.parent)
     with checkpoint_lock(path):
+        check_slot(path)
         sweep(path)
         weights_path = folder / record["weights_file"]
         tmps: list[Path] = []
@@ -295,9 +331,14 @@ def read_record(path) -> dict:
         if not isinstance(wf, str) or Path(wf).name != wf or wf in ("", ".", "..") \
                 or not wf.endswith(WEIGHTS_SUFFIX):
             problems.append(f"'weights_file' is not a file name in the same folder ({wf!r})")
-        for k in ("recipe", "metrics", "dependencies"):
+        for k in ("recipe", "metrics", "dependencies", "built"):
             if k in meta and not isinstance(meta[k], dict):
                 problems.append(f"{k!r} is a {type(meta[k]).__name__}, not an object")
+        fv = meta.get("format_version")
+        if isinstance(fv, bool) or not isinstance(fv, int):
+            problems.append(f"'format_version' is {fv!r}, not an integer")
+        if "key" in meta and not isinstance(meta["key"], str):
+            problems.append(f"'key' is a {type(meta['key']).__name__}, not a string")
     if problems:
         raise CorruptCheckpointError(f"checkpoint record {path} has the wrong shape: {'; '.join(problems)}. "
                                      "Delete it and retrain.")

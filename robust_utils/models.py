@@ -57,14 +57,14 @@ FASHION_MNIST_STD = 0.3530
 ACTIVATIONS = Registry("activation")
 
 
-def register_activation(name: str, factory: Callable[[], nn.Module] | None = None):
+def register_activation(name: str, factory: Callable[[], nn.Module] | None = None, *, replace: bool = False):
     """Register an activation factory under ``name`` (usable as a decorator).
 
     Taught in Part 1, section "The classifier".
     """
     if factory is None:
-        return lambda f: ACTIVATIONS.register(name, f)
-    return ACTIVATIONS.register(name, factory)
+        return lambda f: ACTIVATIONS.register(name, f, replace=replace)
+    return ACTIVATIONS.register(name, factory, replace=replace)
 
 
 register_activation("relu", nn.ReLU)
@@ -479,7 +479,8 @@ class PreActResNet(BookModel):
 ARCHITECTURES = Registry("architecture")
 
 
-def register_architecture(name: str, builder: Callable[..., nn.Module] | None = None):
+def register_architecture(name: str, builder: Callable[..., nn.Module] | None = None, *,
+                          replace: bool = False):
     """Register a model builder under ``name`` (usable as a class or function decorator).
 
     A later chapter adds its networks from the module that teaches them, e.g.
@@ -488,8 +489,8 @@ def register_architecture(name: str, builder: Callable[..., nn.Module] | None = 
     Taught in Part 1, section "The classifier".
     """
     if builder is None:
-        return lambda b: ARCHITECTURES.register(name, b)
-    return ARCHITECTURES.register(name, builder)
+        return lambda b: ARCHITECTURES.register(name, b, replace=replace)
+    return ARCHITECTURES.register(name, builder, replace=replace)
 
 
 register_architecture("c3lt_cnn", C3LTClassifier)

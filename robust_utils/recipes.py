@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from ._checks import check_choice, check_name, check_number, check_positive_int, check_seed
 from ._registry import Registry
@@ -37,8 +40,8 @@ __all__ = [
     "recipe_set",
 ]
 
-#: Datasets a recipe may train on.
-DATASETS = ("fashion_mnist",)
+#: Datasets a recipe may train on: name -> (number of classes, training-set size).
+DATASETS: dict[str, tuple[int, int]] = {"fashion_mnist": (10, 60000)}
 
 #: Optimiser settings per architecture used by :func:`default_recipe`.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -55,9 +58,14 @@ def _freeze(value, name: str):
     """Make a JSON-like value hashable: lists -> tuples (recursively); reject other types."""
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v, name) for v in value)
+    if isinstance(value, np.generic) and not isinstance(value, (np.str_, np.bytes_, np.void)):
+        value = value.item()  # NumPy scalars become the Python numbers they stand for
     if value is None or isinstance(value, (bool, int, float, str)):
-        if isinstance(value, float) and value != value:
-            raise ValueError(f"{name} is NaN; a recipe needs definite values.")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} is {value}; a recipe needs finite values (they are hashed and "
+                                 "written to JSON).")
+            value += 0.0  # -0.0 -> 0.0: one value, one key
         return value
     raise TypeError(f"{name} must be built from numbers, strings, None and lists/tuples (so that "
                     f"it can be hashed and written to JSON), got {type(value).__name__}: {value!r}.")
@@ -188,17 +196,21 @@ class Recipe:
 
         check_name(self.dataset, "dataset")
         check_choice(self.dataset, "dataset", DATASETS)
+        n_classes, n_images = DATASETS[self.dataset]
         if self.classes is not None:
             if isinstance(self.classes, (str, int)) or not hasattr(self.classes, "__iter__"):
                 raise TypeError(f"classes must be a sequence of class indices, got {self.classes!r}.")
             classes = tuple(check_positive_int(c, "each class index", minimum=0) for c in self.classes)
             if len(classes) < 2 or len(set(classes)) != len(classes):
                 raise ValueError(f"classes must hold at least 2 distinct class indices, got {classes}.")
+            if max(classes) >= n_classes:
+                raise ValueError(f"classes {classes} name a class >= {n_classes}, but {self.dataset} has "
+                                 f"classes 0..{n_classes - 1}.")
             set_("classes", classes)
         set_("epochs", check_positive_int(self.epochs, "epochs"))
         set_("batch_size", check_positive_int(self.batch_size, "batch_size"))
         set_("lr", check_number(self.lr, "lr"))
-        set_("weight_decay", check_number(self.weight_decay, "weight_decay", strict=False))
+        set_("weight_decay", check_number(self.weight_decay, "weight_decay", strict=False) + 0.0)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_choice(self.schedule, "schedule", SCHEDULES)
         set_("seed", check_seed(self.seed))
@@ -207,7 +219,11 @@ class Recipe:
         check_name(self.profile, "profile")
         check_choice(self.profile, "profile", PROFILES)
         if self.n_train is not None:
-            set_("n_train", check_positive_int(self.n_train, "n_train", minimum=2))
+            n_train = check_positive_int(self.n_train, "n_train", minimum=2)
+            if n_train > n_images:
+                raise ValueError(f"n_train={n_train} is more than the {n_images} training images of "
+                                 f"{self.dataset}; pass n_train=None for all of them.")
+            set_("n_train", None if n_train == n_images else n_train)
         if self.augment == "none":
             set_("augment", None)
         if self.augment is not None:

@@ -404,8 +404,12 @@ TRAINERS = Registry("trainer")
 
 
 def register_trainer(name: str, *, params: Mapping[str, Any] | None = None,
-                     check: Callable[[dict], None] | None = None):
+                     check: Callable[[dict], None] | None = None, replace: bool = False):
     """Decorator: register ``fn(model, recipe, *, device, progress, deps)`` as objective ``name``.
+
+    Registering another definition under a taken name is an error unless ``replace=True``.
+    The trainer's code is not part of a recipe's key: when you change what a registered trainer
+    does, give it a new parameter (or a new name) so that old checkpoints are not reused.
 
     A new training method is a new small function in the module that teaches it::
 
@@ -423,7 +427,7 @@ def register_trainer(name: str, *, params: Mapping[str, Any] | None = None,
     def decorate(fn):
         if not callable(fn):
             raise TypeError(f"a trainer must be callable, got {fn!r}.")
-        TRAINERS.register(name, Trainer(name, fn, params, check))
+        TRAINERS.register(name, Trainer(name, fn, params, check), replace=replace)
         return fn
     return decorate
 

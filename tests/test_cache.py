@@ -482,3 +482,67 @@ def test_command_line_build_and_list(monkeypatch, capsys):
         cache.main(["build", "vgg"])
     with pytest.raises(SystemExit, match="comma-separated"):
         cache.main(["build", "mlp", "--classes", "a,b"])
+
+
+# ------------------------------------------------------------------ found by a hostile review
+def test_recipe_values_are_checked_before_any_training():
+    with pytest.raises(ValueError, match=r"name a class >= 10.*classes 0..9"):
+        Recipe(**{**TINY, "classes": (0, 11)})
+    with pytest.raises(ValueError, match="finite values"):
+        Recipe(**TINY, objective="test_margin", objective_params={"margin": float("inf")})
+    with pytest.raises(ValueError, match="finite values"):
+        Recipe(**{**TINY, "arch_kwargs": {"dropout": float("nan")}})
+    with pytest.raises(ValueError, match="more than the 60000 training images"):
+        Recipe(**{**TINY, "n_train": 10**9})
+    # one value, one key: -0.0 and 0.0, all 60000 images and None, NumPy scalars and Python numbers
+    assert Recipe(**{**TINY, "weight_decay": -0.0}).key == Recipe(**TINY).key
+    assert Recipe(**{**TINY, "n_train": 60000}).key == Recipe(**{**TINY, "n_train": None}).key
+    import numpy as np
+    assert Recipe(**{**TINY, "arch_kwargs": {"hidden": (np.int64(8),)}}).key == Recipe(**TINY).key
+
+
+def test_a_record_without_a_recipe_is_refused(tmp_path):
+    a, b = Recipe(**TINY), Recipe(**{**TINY, "seed": 1})
+    get_model(a, device="cpu", train_fn=CountingTrainer(), progress=False, cache_dir=tmp_path)
+    meta = json.loads(checkpoint_path(a, tmp_path).read_text())
+    for field in ("recipe", "format_version"):
+        meta.pop(field, None)
+    meta["format_version"] = 2
+    checkpoint_path(b, tmp_path).write_text(json.dumps(meta))
+    with pytest.raises(RecipeMismatchError, match="names no recipe"):
+        get_model(b, device="cpu", train_fn=CountingTrainer(), progress=False, cache_dir=tmp_path)
+
+
+def test_a_folder_in_the_checkpoints_place_fails_before_training(tmp_path):
+    r = Recipe(**TINY)
+    checkpoint_path(r, tmp_path).mkdir(parents=True)
+    trainer = CountingTrainer()
+    with pytest.raises(cache.CorruptCheckpointError, match="is a folder"):
+        get_model(r, device="cpu", train_fn=trainer, progress=False, cache_dir=tmp_path)
+    assert trainer.calls == 0
+    checkpoint_path(default_recipe("mlp", profile="smoke")).mkdir(parents=True)  # in RNI_DATA_DIR
+    with pytest.raises(SystemExit, match="error: .* is a folder"):  # a message, not a traceback
+        cache.main(["build", "mlp", "--profile", "smoke", "--no-progress"])
+
+
+def test_loading_sweeps_what_a_killed_save_left(tmp_path):
+    r = Recipe(**TINY)
+    get_model(r, device="cpu", train_fn=CountingTrainer(), progress=False, cache_dir=tmp_path)
+    left = [tmp_path / f".{r.key}.json.0123456789abcdef.tmp",
+            tmp_path / f".{r.key}-0123456789abcdef.safetensors.0123456789abcdef.tmp"]
+    for f in left:
+        f.write_bytes(b"half")
+    get_model(r, device="cpu", train_fn=CountingTrainer(), progress=False, cache_dir=tmp_path)
+    assert not any(f.exists() for f in left)
+
+
+def test_a_taken_name_is_never_silently_replaced():
+    from robust_utils.models import ARCHITECTURES
+    with pytest.raises(ValueError, match="already registered.*replace=True"):
+        register_trainer("test_margin", params={"margin": 5.0})(_train_margin)  # other settings
+    with pytest.raises(ValueError, match="already registered"):
+        register_architecture("test_pair", lambda width=3: _test_pair(width))
+    register_trainer("test_margin", params={"margin": 1.0}, check=_check_margin)(_train_margin)  # same one: fine
+    register_architecture("test_pair", _test_pair)
+    register_architecture("test_pair", lambda: torch.nn.Linear(1, 1), replace=True)
+    ARCHITECTURES.register("test_pair", _test_pair, replace=True)

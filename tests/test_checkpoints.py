@@ -80,7 +80,8 @@ def test_tampered_malformed_or_missing_record_is_detected(tmp_path):
         load_checkpoint(path, tiny_model())
     # valid JSON of the wrong shape: a list, a hash that is no hash, a path out of the folder
     for bad in ([1, 2], {**meta, "weights_sha256": 5}, {**meta, "weights_file": "../m.safetensors"},
-                {**meta, "metrics": 3}):
+                {**meta, "metrics": 3}, {**meta, "built": "x"}, {**meta, "format_version": "2"},
+                {**meta, "key": 7}):
         path.write_text(json.dumps(bad))
         with pytest.raises(CorruptCheckpointError, match="wrong shape"):
             load_checkpoint(path, tiny_model())
@@ -170,14 +171,17 @@ def test_failed_overwrite_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 
 def test_a_killed_save_leaves_no_permanent_temp_files(tmp_path):
     path = save_checkpoint(tmp_path / "m.json", tiny_model())
-    stale = [tmp_path / ".m.json.0123456789abcdef.tmp", tmp_path / ".m-0123456789abcdef.safetensors.aa.tmp",
+    stale = [tmp_path / ".m.json.0123456789abcdef.tmp",
+             tmp_path / ".m-0123456789abcdef.safetensors.fedcba9876543210.tmp",
              tmp_path / "m-0123456789abcdef.safetensors"]
     for f in stale:
         f.write_bytes(b"half")
-    other = tmp_path / "mine-0123456789abcdef.safetensors"  # another checkpoint's file stays
-    other.write_bytes(b"x")
+    others = [tmp_path / "mine-0123456789abcdef.safetensors",  # other checkpoints' files stay
+              tmp_path / ".m2.json.0123456789abcdef.tmp", tmp_path / ".mine.json.0123456789abcdef.tmp"]
+    for f in others:
+        f.write_bytes(b"x")
     save_checkpoint(path, tiny_model(seed=1))
-    assert not any(f.exists() for f in stale) and other.exists()
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in others)
     assert len(list(tmp_path.glob("m-*.safetensors"))) == 1  # only the committed weights
 
 
@@ -235,3 +239,53 @@ def test_lock_is_reentrant_and_exclusive_across_threads(tmp_path):
 def test_documented_guarantees_are_the_real_ones():
     doc = checkpoints.__doc__
     assert "does **not** authenticate" in doc and "corruption and truncation" in doc
+
+
+def test_saves_of_two_checkpoints_with_a_common_prefix_do_not_disturb_each_other(tmp_path):
+    """Saving 'net' must not sweep the temporary files of a save of 'net2' in progress."""
+    errors = []
+
+    def saver(name, n):
+        try:
+            for i in range(n):
+                save_checkpoint(tmp_path / f"{name}.json", C3LTClassifier())
+        except Exception as e:  # noqa: BLE001 - any failure is the bug
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=saver, args=("net2", 12)), threading.Thread(target=saver, args=("net", 12))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    load_checkpoint(tmp_path / "net.json", C3LTClassifier())
+    load_checkpoint(tmp_path / "net2.json", C3LTClassifier())
+
+
+def test_a_folder_where_the_files_go_is_reported_before_any_work(tmp_path):
+    from robust_utils.checkpoints import check_slot
+    (tmp_path / "m.json").mkdir()
+    with pytest.raises(CorruptCheckpointError, match="is a folder, not a checkpoint record; remove it"):
+        check_slot(tmp_path / "m.json")
+    with pytest.raises(CorruptCheckpointError, match="is a folder"):
+        save_checkpoint(tmp_path / "m.json", tiny_model())
+    (tmp_path / "w-0123456789abcdef.safetensors").mkdir()
+    with pytest.raises(CorruptCheckpointError, match="keeps its weights; remove it"):
+        check_slot(tmp_path / "w.json")
+
+
+def test_non_blocking_lock_reports_whether_it_is_held(tmp_path):
+    path = tmp_path / "m.json"
+    got = []
+
+    def try_lock():
+        with checkpoint_lock(path, blocking=False) as held:
+            got.append(held)
+
+    with checkpoint_lock(path) as held:
+        assert held is True
+        t = threading.Thread(target=try_lock)
+        t.start()
+        t.join(timeout=10)
+    try_lock()
+    assert got == [False, True]
