@@ -30,7 +30,15 @@ __all__ = [
     "model_device",
     "as_numpy_1d",
     "check_model_input",
+    "check_bool",
+    "check_generator",
+    "check_value_range",
+    "PIXELS",
 ]
+
+#: The pixel range the book's models take (they normalise inside): the default ``value_range``
+#: of every model-running function.
+PIXELS = (0.0, 1.0)
 
 
 
@@ -74,7 +82,11 @@ def check_images(x, name: str = "images", *, channels: int | None = None,
 
 def check_labels(y, n: int | None = None, num_classes: int | None = None,
                  name: str = "labels") -> torch.Tensor:
-    """Check that ``y`` is a 1-D integer tensor of class indices, optionally of length ``n``."""
+    """Check that ``y`` is a 1-D integer tensor of class indices, optionally of length ``n``.
+
+    Any integer dtype is accepted and the labels are returned as ``int64`` (``torch.long``),
+    the dtype PyTorch's losses and ``gather`` need: callers must use the returned tensor.
+    """
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}; "
                         f"convert with torch.as_tensor({name}).")
@@ -88,7 +100,7 @@ def check_labels(y, n: int | None = None, num_classes: int | None = None,
     if num_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got values in "
                          f"[{int(y.min())}, {int(y.max())}].")
-    return y
+    return y if y.dtype == torch.long else y.long()
 
 
 def check_probabilities(p, name: str = "probabilities", atol: float = 1e-4) -> torch.Tensor:
@@ -289,17 +301,69 @@ def check_model_input(model: nn.Module, x, name: str = "x", *,
     one tensor, and a floating dtype that differs from the model's parameters (``float64``
     images for a ``float32`` model) a message saying to convert with ``x.float()`` (or
     ``x.to(dtype)``), instead of PyTorch's "Input type (double) and bias type (float) should be
-    the same". Returns ``x`` unchanged. Used by every function of the package that runs a model
-    on images (gradients, explanations, attacks, introspection, VOICE).
+    the same". Returns ``x`` unchanged. Used by every public function that runs a model on
+    images in :mod:`~robust_utils.gradients`, :mod:`~robust_utils.explanations`,
+    :mod:`~robust_utils.attacks`, :mod:`~robust_utils.detection`, :mod:`~robust_utils.gradtrust`,
+    :mod:`~robust_utils.introspection`, :mod:`~robust_utils.features`, :mod:`~robust_utils.voice`
+    and :mod:`~robust_utils.interventions` (for ``nn.Module`` models; also through
+    ``prepare_inputs`` in :mod:`~robust_utils.structure` and :mod:`~robust_utils.rise`), each
+    with ``value_range=(0, 1)`` by default and an explicit ``value_range=None`` where other
+    inputs make sense. Other modules (training, uncertainty, privacy, benchmarking) check
+    their images with :func:`check_images`.
     """
     if isinstance(x, (list, tuple)):
         raise TypeError(f"{name} is a {type(x).__name__} of {len(x)} items, not a tensor; stack the images "
                         f"into one (N, C, H, W) tensor first: torch.stack({name}) for (C, H, W) images, "
                         f"torch.cat({name}) for batches.")
-    check_images(x, name, value_range=value_range)
+    try:
+        check_images(x, name, value_range=value_range)
+    except ValueError as e:
+        if value_range is None or "must lie in" not in str(e):
+            raise
+        raise ValueError(f"{e} Values up to 255 are 8-bit pixels: divide by 255. For a model that takes "
+                         "other inputs, pass value_range=None.") from None
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None and x.dtype != dtype:
         fix = f"{name}.float()" if dtype == torch.float32 else f"{name}.to({dtype})"
         raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
                         f"images with {fix} (or the model with model.to({x.dtype})).")
     return x
+
+
+def check_bool(v, name: str) -> bool:
+    """A flag: ``True`` or ``False`` (a Python ``bool`` or NumPy ``np.bool_``), returned as ``bool``.
+
+    Anything else (``"no"``, ``0``, ``None``, a tensor) is refused: a string such as ``"no"`` is
+    truthy and would silently mean ``True``.
+    """
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise TypeError(f"{name} must be True or False, got {v!r} ({type(v).__name__}); "
+                    f"pass {name}=True or {name}=False.")
+
+
+def check_generator(generator, name: str = "generator") -> torch.Generator | None:
+    """``None`` or a :class:`torch.Generator` (returned unchanged), else a clear error.
+
+    An integer seed is refused with a message saying how to build a generator from it.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    hint = (f" To use the seed {generator}, pass {name}=torch.Generator().manual_seed({generator})."
+            if _is_integer(generator) else "")
+    raise TypeError(f"{name} must be None or a torch.Generator, got {generator!r} "
+                    f"({type(generator).__name__}).{hint}")
+
+
+def check_value_range(value_range, name: str = "value_range") -> tuple[float, float] | None:
+    """``None`` (any range) or a ``(low, high)`` pair of finite numbers with ``low < high``."""
+    if value_range is None:
+        return None
+    if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+        raise TypeError(f"{name} must be a (low, high) pair such as (0.0, 1.0), or None for any range; "
+                        f"got {value_range!r}.")
+    lo = check_number(value_range[0], f"{name}[0]", minimum=None)
+    hi = check_number(value_range[1], f"{name}[1]", minimum=None)
+    if not lo < hi:
+        raise ValueError(f"{name} must have low < high, got {value_range!r}.")
+    return lo, hi

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_eval_model, check_labels, check_number, check_positive_int, check_seed, model_device
-from ._checks import check_model_input
+from ._checks import check_bool, check_model_input
 from .config import progress_bar
 
 __all__ = [
@@ -70,11 +70,13 @@ def _check_eps(eps, name: str = "eps") -> float:
                                 else "."))
 
 
-def _check_xy(model: nn.Module, x, y) -> None:
+def _check_xy(model: nn.Module, x, y) -> torch.Tensor:
+    """Check images and labels; returns the labels as int64 (any integer dtype is accepted)."""
     check_model_input(model, x, value_range=(0.0, 1.0))
-    check_labels(y, n=x.shape[0], name="y")
+    y = check_labels(y, n=x.shape[0], name="y")
     if y.numel() and int(y.min()) < 0:
         raise ValueError(f"y must hold class indices >= 0, got a minimum of {int(y.min())}.")
+    return y
 
 
 def _logits_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -129,7 +131,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
     Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(model, x, y)
+    y = _check_xy(model, x, y)
     eps = _check_eps(eps)
     batch_size = check_positive_int(batch_size, "batch_size")
     dev = _model_device(model, x.device)
@@ -187,13 +189,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
     Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(model, x, y)
+    y = _check_xy(model, x, y)
     eps = _check_eps(eps)
     steps = check_positive_int(steps, "steps")
     alpha = 2.5 * eps / steps if alpha is None else _check_eps(alpha, "alpha")
     batch_size = check_positive_int(batch_size, "batch_size")
-    if not isinstance(random_start, bool):
-        raise TypeError(f"random_start must be True or False, got {random_start!r}.")
+    random_start = check_bool(random_start, "random_start")
+    progress = check_bool(progress, "progress")
     seed = check_seed(seed)
     dev = _model_device(model, x.device)
     noise = None
@@ -246,7 +248,7 @@ def robust_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *,
     Taught in Part 3, section "Step 2: the challenge sets".
     """
     _check_eval_model(model)
-    _check_xy(model, x_adv, y)
+    y = _check_xy(model, x_adv, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     dev = _model_device(model, x_adv.device)
     correct = 0

@@ -57,8 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_choice, check_eval_model, check_fraction, check_images, check_positive_int,
-                      check_seed, model_device)
+from ._checks import (PIXELS, check_bool, check_choice, check_eval_model, check_fraction, check_model_input,
+                      check_positive_int, check_seed, check_value_range, model_device)
 from .config import progress_bar
 from .introspection import confounding_loss
 from .metrics import declares_direction, detection_scores
@@ -299,7 +299,8 @@ def _closed_form_norms(model: nn.Module, xb: torch.Tensor, names: list[str]
 
 def purview_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128,
                      params: str | Sequence[str] = "all", method: str = "auto",
-                     progress: bool = False) -> torch.Tensor:
+                     progress: bool = False,
+                     value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Step 1 of the purview recipe: squared gradient norm per parameter tensor, per image.
 
     For each image, backpropagate the confounding loss
@@ -328,6 +329,9 @@ def purview_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128
         ``"auto"`` is several times faster.
     progress : bool, default False
         Show a progress bar over batches.
+    value_range : (low, high) or None, default (0, 1)
+        The range ``x`` must lie in (the book's models take ``[0, 1]`` pixels); ``None`` for a
+        model that takes other inputs. ``x`` must have the model's dtype.
 
     Returns
     -------
@@ -338,8 +342,9 @@ def purview_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128
     Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
     """
     _check_eval_model(model)
-    check_images(x, "x")
+    check_model_input(model, x, value_range=check_value_range(value_range))
     batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_bool(progress, "progress")
     check_choice(method, "method", METHODS)
     names = _resolve_params(model, params)
     dev = _model_device(model, x.device)
@@ -360,19 +365,20 @@ def purview_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128
 
 
 def purview_features_loop(model: nn.Module, x: torch.Tensor, *,
-                          params: str | Sequence[str] = "all") -> torch.Tensor:
+                          params: str | Sequence[str] = "all",
+                          value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """The plain reference for :func:`purview_features`: one autograd backward pass per image.
 
     Slow (a Python loop over images), but obviously right: used by the tests and the
     benchmark to check the vectorised version. Gradients come from ``torch.autograd.grad``
     with respect to the model's own parameters (or detached copies of them when some do not
     require gradients), so the ``requires_grad`` flags and ``.grad`` fields are left alone.
-    Returns the same ``(N, L)`` tensor.
+    Returns the same ``(N, L)`` tensor; ``value_range`` as in :func:`purview_features`.
 
     Taught in Part 3, section "Step 3: gradient features of trained and challenging data".
     """
     _check_eval_model(model)
-    check_images(x, "x")
+    check_model_input(model, x, value_range=check_value_range(value_range))
     names = _resolve_params(model, params)
     dev = _model_device(model, x.device)
     named = dict(model.named_parameters())
@@ -452,8 +458,7 @@ class LogisticDetector:
     eps: float = 1e-12
 
     def __init__(self, log_features: bool = True, C: float = 1.0, max_iter: int = 1000):
-        if not isinstance(log_features, bool):
-            raise TypeError(f"log_features must be True or False, got {log_features!r}.")
+        log_features = check_bool(log_features, "log_features")
         if isinstance(C, bool):
             raise TypeError(f"C must be a positive number, got {C!r}.")
         try:
@@ -559,6 +564,7 @@ def detection_experiment(features_in, features_out, *, train_fraction: float = 0
     """
     a = _as_features(features_in, "features_in", allow_1d=True)
     b = _as_features(features_out, "features_out", allow_1d=True)
+    log_features = check_bool(log_features, "log_features")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"features_in has {a.shape[1]} features but features_out has {b.shape[1]}: "
                          "compute both with the same model and params.")
@@ -660,11 +666,21 @@ def detection_row(scores_clean, scores_novel, gradients_clean, gradients_novel, 
     for method in scores_clean:
         clean[method] = _score_vector(scores_clean[method], f"scores_clean[{method!r}]")
         novel[method] = _score_vector(scores_novel[method], f"scores_novel[{method!r}]")
+    g_clean = _as_features(gradients_clean, "gradients_clean", allow_1d=True)
+    g_novel = _as_features(gradients_novel, "gradients_novel", allow_1d=True)
+    for side, scores, g in (("clean", clean, g_clean), ("novel", novel, g_novel)):
+        rows = {f"scores_{side}[{m!r}]": len(v) for m, v in scores.items()}
+        rows[f"gradients_{side}"] = g.shape[0]
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"the per-image inputs of the {side} images must have one row per image, the "
+                             f"same number for all, got " + ", ".join(f"{k}: {v}" for k, v in rows.items())
+                             + f"; compute every score and the gradient features on the same {side} images.")
+    for method in scores_clean:
         row[method] = detection_scores(clean[method], novel[method])
     if baselines:
         row[H_ON_BASELINES] = detection_experiment(
             np.stack([clean[b] for b in baselines], 1), np.stack([novel[b] for b in baselines], 1),
             train_fraction=train_fraction, seed=seed, log_features=False)
-    row[H_ON_GRADIENTS] = detection_experiment(gradients_clean, gradients_novel,
+    row[H_ON_GRADIENTS] = detection_experiment(g_clean, g_novel,
                                                train_fraction=train_fraction, seed=seed)
     return {m: {k: float(r[k]) for k in DETECTION_METRICS} for m, r in row.items()}

@@ -48,7 +48,7 @@ from torch import nn
 
 from ._checks import (check_choice, check_class_index, check_eval_model, check_finite, check_fraction,
                       check_labels, check_number, check_positive_int, check_seed, model_device)
-from ._checks import check_model_input
+from ._checks import PIXELS, check_bool, check_model_input, check_value_range
 
 __all__ = [
     "gradients",
@@ -79,10 +79,10 @@ def _check_model(model: nn.Module) -> None:
                             "random and mix the images of a batch")
 
 
-def _check_x(model: nn.Module, x) -> torch.Tensor:
-    # Any float (N, C, H, W) batch of the model's dtype: the book's models take [0, 1] pixels,
-    # other models may not.
-    return check_model_input(model, x)
+def _check_x(model: nn.Module, x, value_range=PIXELS) -> torch.Tensor:
+    # A float (N, C, H, W) batch of the model's dtype, in [0, 1] by default (the book's models
+    # take [0, 1] pixels); value_range=None for a model that takes other inputs.
+    return check_model_input(model, x, value_range=check_value_range(value_range))
 
 
 def _is_index(v) -> bool:
@@ -142,9 +142,10 @@ def _targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Pixel attributions (captum)
 # ---------------------------------------------------------------------------------------------
-def _captum_attribution(cls_name: str, model: nn.Module, x: torch.Tensor, target, **kw) -> torch.Tensor:
+def _captum_attribution(cls_name: str, model: nn.Module, x: torch.Tensor, target, value_range,
+                        **kw) -> torch.Tensor:
     _check_model(model)
-    _check_x(model, x)
+    _check_x(model, x, value_range)
     return _captum_unchecked(cls_name, model, x, _targets(model, x, target), **kw)
 
 
@@ -160,7 +161,8 @@ def _captum_unchecked(cls_name: str, model: nn.Module, x: torch.Tensor, t: torch
     return attr.detach()
 
 
-def gradients(model: nn.Module, x: torch.Tensor, target=None, *, absolute: bool = False) -> torch.Tensor:
+def gradients(model: nn.Module, x: torch.Tensor, target=None, *, absolute: bool = False,
+              value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Vanilla gradient of the target logit with respect to the pixels (captum ``Saliency``).
 
     Parameters
@@ -174,6 +176,9 @@ def gradients(model: nn.Module, x: torch.Tensor, target=None, *, absolute: bool 
     absolute : bool, default False
         Return ``|d y_target / d x|`` (Simonyan et al.'s saliency map) instead of the signed
         gradient.
+    value_range : (low, high) or None, default (0, 1)
+        The range the images must lie in (the book's models take ``[0, 1]`` pixels and
+        normalise inside); ``None`` for a model that takes other inputs (normalised images).
 
     Returns
     -------
@@ -182,31 +187,34 @@ def gradients(model: nn.Module, x: torch.Tensor, target=None, *, absolute: bool 
 
     Taught in Part 2, section "Pixel attributions".
     """
-    return _captum_attribution("Saliency", model, x, target, abs=bool(absolute))
+    absolute = check_bool(absolute, "absolute")
+    return _captum_attribution("Saliency", model, x, target, value_range, abs=absolute)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+def guided_backprop(model: nn.Module, x: torch.Tensor, target=None, *,
+                    value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Guided Backpropagation (Springenberg et al., 2015) through captum's ``GuidedBackprop``.
 
     The backward pass through every ``nn.ReLU`` module keeps only positive gradients at
     positive activations. (Functional ReLUs are not modified; the book's models use modules.)
-    Returns a tensor of the shape of ``x``; ``target`` as in :func:`gradients`.
+    Returns a tensor of the shape of ``x``; ``target`` and ``value_range`` as in :func:`gradients`.
 
     Taught in Part 2, section "Pixel attributions".
     """
-    return _captum_attribution("GuidedBackprop", model, x, target)
+    return _captum_attribution("GuidedBackprop", model, x, target, value_range)
 
 
-def deconvolution(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+def deconvolution(model: nn.Module, x: torch.Tensor, target=None, *,
+                  value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Deconvolution (Zeiler and Fergus, 2014) through captum's ``Deconvolution``.
 
     The backward pass through every ``nn.ReLU`` module applies a ReLU to the *gradient*,
-    ignoring the forward activation. Returns a tensor of the shape of ``x``; ``target`` as in
-    :func:`gradients`.
+    ignoring the forward activation. Returns a tensor of the shape of ``x``; ``target`` and
+    ``value_range`` as in :func:`gradients`.
 
     Taught in Part 2, section "Pixel attributions".
     """
-    return _captum_attribution("Deconvolution", model, x, target)
+    return _captum_attribution("Deconvolution", model, x, target, value_range)
 
 
 _SMOOTHGRAD_BASES = {"gradients": ("Saliency", {"abs": False}),
@@ -216,7 +224,8 @@ _SMOOTHGRAD_BASES = {"gradients": ("Saliency", {"abs": False}),
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 25,
                sigma: float = 0.15, method: str = "gradients", seed: int = 0,
-               max_batch: int = 1024) -> torch.Tensor:
+               max_batch: int = 1024, *,
+               value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """SmoothGrad (Smilkov et al., 2017): the attribution averaged over noisy copies of ``x``.
 
     ``mean_s attribution(x + eps_s)`` with ``eps_s ~ N(0, sigma^2)`` per pixel. Our own seeded,
@@ -228,8 +237,9 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 
 
     Parameters
     ----------
-    model, x, target
-        As in :func:`gradients`; ``target=None`` explains the prediction on the *clean* image.
+    model, x, target, value_range
+        As in :func:`gradients`; ``target=None`` explains the prediction on the *clean* image,
+        and ``value_range`` applies to the clean images (the noisy copies may leave it).
     n_samples : int, default 25
     sigma : float, default 0.15
         Noise standard deviation in pixel units; pixels live in ``[0, 1]``, so this is the
@@ -246,7 +256,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, n_samples: int = 
     Taught in Part 2, section "Pixel attributions".
     """
     _check_model(model)
-    _check_x(model, x)
+    _check_x(model, x, value_range)
     n_samples = check_positive_int(n_samples, "n_samples")
     max_batch = check_positive_int(max_batch, "max_batch")
     sigma = check_fraction(sigma, "sigma", low=0.0, high=float("inf"))
@@ -345,14 +355,15 @@ def capture_layer(model: nn.Module, layer: str | None = None) -> Iterator[dict]:
 
 
 def _forward_backward(model: nn.Module, x: torch.Tensor, layer,
-                      signal: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+                      signal: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                      value_range=PIXELS):
     """One batched forward + backward: returns ``(A, dS/dA, logits, extra)``.
 
     ``signal(logits)`` returns ``(per_image_signal (N,), extra)``; the gradient of its sum with
     respect to the captured activation is each image's own gradient.
     """
     _check_model(model)
-    _check_x(model, x)
+    _check_x(model, x, value_range)
     with capture_layer(model, layer) as store, torch.enable_grad():
         logits = model(x.detach().to(model_device(model, x.device)))
         if "activation" not in store:
@@ -390,6 +401,12 @@ def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return out.reshape(maps.shape)
 
 
+def _check_flags(relu, upsample, normalize) -> None:
+    """The three flags of every CAM function: True or False (``relu="no"`` is not True)."""
+    for name, v in (("relu", relu), ("upsample", upsample), ("normalize", normalize)):
+        check_bool(v, name)
+
+
 def _finish(cam: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
     """(N, h, w) raw map -> optionally upsampled to x's size (bilinear) and normalised."""
     if upsample and tuple(cam.shape[-2:]) != tuple(x.shape[-2:]):
@@ -416,7 +433,8 @@ def _target_signal(target):
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
-             relu: bool = True, upsample: bool = True, normalize: bool = True) -> torch.Tensor:
+             relu: bool = True, upsample: bool = True, normalize: bool = True,
+             value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., ICCV 2017): "Why P?".
 
     ``alpha_k = mean_ij d y_P / d A_k^ij`` (the gradient of the target *logit*), map
@@ -440,6 +458,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
     normalize : bool, default True
         Min-max normalise each map to ``[0, 1]`` (flat maps become zeros). Pass
         ``upsample=False, normalize=False`` for the raw layer-resolution maps.
+    value_range : (low, high) or None, default (0, 1)
+        As in :func:`gradients`: ``None`` for a model that takes inputs outside ``[0, 1]``.
 
     Returns
     -------
@@ -448,13 +468,15 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
 
     Taught in Part 2, section "Grad-CAM: why P?".
     """
-    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target))
+    _check_flags(relu, upsample, normalize)
+    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target), value_range)
     weights = g.mean(dim=(2, 3))
     return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
 
 
 def counterfactual_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
-                       relu: bool = True, upsample: bool = True, normalize: bool = True) -> torch.Tensor:
+                       relu: bool = True, upsample: bool = True, normalize: bool = True,
+             value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """CounterfactualCAM: "What if this region were absent?".
 
     Grad-CAM with negated weights: ``ReLU(sum_k (-alpha_k) A_k)`` with Grad-CAM's ``alpha``.
@@ -463,7 +485,8 @@ def counterfactual_cam(model: nn.Module, x: torch.Tensor, target=None, layer: st
 
     Taught in Part 2, section "CounterfactualCAM: what if this region were absent?".
     """
-    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target))
+    _check_flags(relu, upsample, normalize)
+    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target), value_range)
     weights = -g.mean(dim=(2, 3))
     return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
 
@@ -481,7 +504,8 @@ def _contrast_signal(contrast):
 
 
 def contrast_cam(model: nn.Module, x: torch.Tensor, contrast=None, layer: str | None = None, *,
-                 relu: bool = True, upsample: bool = True, normalize: bool = True) -> torch.Tensor:
+                 relu: bool = True, upsample: bool = True, normalize: bool = True,
+             value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """ContrastCAM (Prabhushankar et al., ICIP 2020): "Why P, rather than Q?".
 
     The backward signal is the cross-entropy loss between the network's logits and the
@@ -496,7 +520,7 @@ def contrast_cam(model: nn.Module, x: torch.Tensor, contrast=None, layer: str | 
     contrast : None, int, sequence of int or (N,) tensor
         The contrast class Q: one for all images or one per image; ``None`` (default) uses each
         image's second most likely class.
-    model, x, layer, relu, upsample, normalize
+    model, x, layer, relu, upsample, normalize, value_range
         As in :func:`grad_cam`.
 
     Returns
@@ -506,14 +530,16 @@ def contrast_cam(model: nn.Module, x: torch.Tensor, contrast=None, layer: str | 
 
     Taught in Part 2, section "ContrastCAM: why P, rather than Q?".
     """
-    a, g, _, _ = _forward_backward(model, x, layer, _contrast_signal(contrast))
+    _check_flags(relu, upsample, normalize)
+    a, g, _, _ = _forward_backward(model, x, layer, _contrast_signal(contrast), value_range)
     weights = g.mean(dim=(2, 3))
     return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
 
 
 def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
                        relu: bool = True, upsample: bool = True, normalize: bool = True,
-                       eps: float = 1e-6) -> torch.Tensor:
+                       eps: float = 1e-6,
+                       value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018): "Why P?", for several instances of P.
 
     The paper explains the score ``Y = exp(S_P)``. For a network that is piecewise linear
@@ -534,7 +560,9 @@ def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: st
     slides' claims beside ours"; used again in Part 4, section "The network and the explanations
     to evaluate".
     """
-    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target))
+    _check_flags(relu, upsample, normalize)
+    eps = check_number(eps, "eps", minimum=0.0, strict=False)
+    a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target), value_range)
     g2 = g * g
     g3 = g2 * g
     sum_a = a.sum(dim=(2, 3), keepdim=True)

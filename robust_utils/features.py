@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_positive_int, check_seed, model_device
-from ._checks import check_model_input
+from ._checks import PIXELS, check_model_input, check_value_range
 
 __all__ = ["extract_features", "embed_2d", "EMBEDDINGS"]
 
@@ -21,15 +21,19 @@ EMBEDDINGS = ("isomap", "tsne", "pca")
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
+                     value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Penultimate-layer features ``model.features(x)`` in eval mode, batched; returns (N, D) on CPU.
+
+    ``x`` must lie in ``value_range`` (default ``(0, 1)``, the pixels the book's models take);
+    pass ``value_range=None`` for a model that takes other inputs.
 
     Taught in Part 1, section "A manifold view".
     """
     if not hasattr(model, "features"):
         raise TypeError(f"{type(model).__name__} has no .features(x) method; use a model from "
                         "robust_utils.models.")
-    check_model_input(model, x)
+    check_model_input(model, x, value_range=check_value_range(value_range))
     batch_size = check_positive_int(batch_size, "batch_size")
     modes = [(m, m.training) for m in model.modules()]   # restored afterwards, submodule by submodule
     model.eval()

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_choice, check_eval_model, check_labels, check_model_input, check_number,
-                      check_positive_int)
+from ._checks import (check_bool, check_choice, check_eval_model, check_generator, check_labels,
+                      check_model_input, check_number, check_positive_int, check_value_range, PIXELS)
 
 __all__ = [
     "LABEL_MODES",
@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 LABEL_MODES = ("predicted", "sampled", "given")
+
+
+def _check_x(model: nn.Module, x, value_range) -> torch.Tensor:
+    """Images the model can take, in ``value_range`` (default [0, 1]; ``None``: any range)."""
+    return check_model_input(model, x, value_range=check_value_range(value_range))
 
 
 def _check_eval(model: nn.Module) -> None:
@@ -77,8 +82,7 @@ def _labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, mode: str
             raise ValueError("label mode 'given' needs labels y; pass y=..., or use mode='predicted'.")
         with torch.no_grad():
             num_classes = model(x[:1]).shape[-1]
-        check_labels(y, n=x.shape[0], num_classes=num_classes, name="y")
-        return y.to(x.device)
+        return check_labels(y, n=x.shape[0], num_classes=num_classes, name="y").to(x.device)
     if y is not None:
         raise ValueError(f"labels were passed but label mode is {mode!r}; use mode='given' to use them.")
     with torch.no_grad():
@@ -94,7 +98,8 @@ def _labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, mode: str
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                          mode: str = "predicted", params: str | Sequence[str] | None = None,
                          generator: torch.Generator | None = None,
-                         chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+                         chunk_size: int | None = None,
+                         value_range: tuple[float, float] | None = PIXELS) -> dict[str, torch.Tensor]:
     """Gradient of the cross-entropy loss of every image, w.r.t. chosen parameters.
 
     Parameters
@@ -107,7 +112,11 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
         or ``"given"`` (ground truth: the empirical Fisher of training).
     params: parameter names; default the final linear layer ``head`` (or all parameters when the
         model has no ``head``); ``"all"`` for every parameter.
+    generator: ``None`` or a :class:`torch.Generator` for ``mode="sampled"`` (an integer seed is
+        refused: pass ``torch.Generator().manual_seed(seed)``).
     chunk_size: passed to ``vmap`` to bound memory on large batches.
+    value_range: the range ``x`` must lie in, default ``(0, 1)`` (the book's models take [0, 1]
+        pixels); ``None`` for a model that takes other inputs (e.g. normalised images).
 
     Returns
     -------
@@ -117,9 +126,10 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
     Taught in Part 1, section "Gradients at inference".
     """
     _check_eval(model)
-    check_model_input(model, x)
+    _check_x(model, x, value_range)
     if y is not None:
-        check_labels(y, n=x.shape[0], name="y")
+        y = check_labels(y, n=x.shape[0], name="y")
+    generator = check_generator(generator)
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
     names = _resolve_params(model, params)
@@ -152,45 +162,57 @@ def flatten_gradients(grads: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                    mode: str = "predicted", params: str | Sequence[str] | None = None,
-                   batch_size: int = 512, generator: torch.Generator | None = None) -> torch.Tensor:
+                   batch_size: int = 512, generator: torch.Generator | None = None,
+                   value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """The L2 norm of each image's loss gradient: the network's "surprise" at the image.
 
     Large when the network would need a large update to explain the image with the label it
-    predicts, which is what novel inputs tend to cause. Returns a (N,) tensor.
+    predicts, which is what novel inputs tend to cause. Returns a (N,) tensor. ``value_range``
+    as in :func:`per_sample_gradients` (default ``(0, 1)``; ``None`` for any range).
     Taught in Part 1, section "Gradient surprise on novel data".
     """
     _check_eval(model)
-    check_model_input(model, x)
-    check_positive_int(batch_size, "batch_size")
+    _check_x(model, x, value_range)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if y is not None:
+        y = check_labels(y, n=x.shape[0], name="y")
+    generator = check_generator(generator)
     out = []
     for i in range(0, x.shape[0], batch_size):
         yi = None if y is None else y[i:i + batch_size]
         g = per_sample_gradients(model, x[i:i + batch_size], yi, mode=mode, params=params,
-                                 generator=generator)
+                                 generator=generator, value_range=value_range)
         out.append(flatten_gradients(g).norm(dim=1))
     return torch.cat(out)
 
 
 def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
-                         mode: str = "predicted", batch_size: int = 256) -> dict[str, torch.Tensor]:
+                         mode: str = "predicted", batch_size: int = 256,
+                         value_range: tuple[float, float] | None = PIXELS) -> dict[str, torch.Tensor]:
     """Squared L2 norm of each parameter tensor's per-sample gradient: name -> (N,).
+
+    ``value_range`` as in :func:`per_sample_gradients` (default ``(0, 1)``; ``None``: any range).
 
     Taught in Part 1, section "Gradient surprise on novel data".
     """
     _check_eval(model)
-    check_model_input(model, x)
-    check_positive_int(batch_size, "batch_size")
+    _check_x(model, x, value_range)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if y is not None:
+        y = check_labels(y, n=x.shape[0], name="y")
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], batch_size):
         yi = None if y is None else y[i:i + batch_size]
-        g = per_sample_gradients(model, x[i:i + batch_size], yi, mode=mode, params="all")
+        g = per_sample_gradients(model, x[i:i + batch_size], yi, mode=mode, params="all",
+                                 value_range=value_range)
         for n, t in g.items():
             parts.setdefault(n, []).append(t.reshape(t.shape[0], -1).pow(2).sum(1))
     return {n: torch.cat(v) for n, v in parts.items()}
 
 
 @torch.no_grad()
-def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
+                       value_range: tuple[float, float] | None = PIXELS) -> dict[str, torch.Tensor]:
     """The two factors of the last layer's gradient norm, in closed form.
 
     For ``logits = W h + b`` and the predicted label ``y_hat``, the loss gradient is
@@ -198,11 +220,12 @@ def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024
     ``||p - e_y_hat|| * sqrt(||h||^2 + 1)``: a *confidence* factor times a *feature-magnitude*
     factor. Returns ``{"confidence_gap": ||p - e||, "feature_norm": ||h||, "grad_norm": product}``,
     each (N,). Needs a model with ``features(x)`` and a linear ``head`` (the book's models).
+    ``value_range`` as in :func:`per_sample_gradients`.
     Taught in Part 1, section "Gradient surprise on novel data".
     """
     _check_eval(model)
-    check_model_input(model, x)
-    check_positive_int(batch_size, "batch_size")
+    _check_x(model, x, value_range)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if not (hasattr(model, "features") and isinstance(getattr(model, "head", None), nn.Linear)):
         raise TypeError(f"{type(model).__name__} needs .features(x) and a linear .head; use a model "
                         "from robust_utils.models.")
@@ -227,6 +250,7 @@ def empirical_fisher(u: torch.Tensor, centered: bool = False) -> torch.Tensor:
 
     Taught in Part 1, section "Gradients at inference".
     """
+    centered = check_bool(centered, "centered")
     if not isinstance(u, torch.Tensor) or u.dim() != 2:
         raise ValueError(f"u must be a (N, P) tensor of flattened per-sample gradients, got "
                          f"{getattr(u, 'shape', type(u).__name__)}; use flatten_gradients(...) first.")
@@ -251,7 +275,8 @@ def score_mean(u: torch.Tensor) -> torch.Tensor:
 
 
 def loss_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
-                        alphas, params: str | Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+                        alphas, params: str | Sequence[str] | None = None,
+                        value_range: tuple[float, float] | None = PIXELS) -> dict[str, torch.Tensor]:
     """How far does the gradient's local information reach?
 
     For a batch ``x`` (labels ``y``, default the predictions), move the chosen parameters along
@@ -259,18 +284,19 @@ def loss_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     at each ``alpha`` next to the first-order prediction ``L(theta) - alpha * ||g||^2``. The two
     agree for small ``alpha`` and part ways further out: the gradient is *local* information.
     The model itself is not modified. Returns a dict with ``alpha``, ``loss`` and ``linear``.
+    ``value_range`` as in :func:`per_sample_gradients`.
     Taught in Part 1, section "Gradients at inference".
     """
     _check_eval(model)
-    check_model_input(model, x)
+    _check_x(model, x, value_range)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
     if alphas.numel() == 0 or (alphas < 0).any():
         raise ValueError("alphas must be a non-empty sequence of non-negative step sizes.")
     names = _resolve_params(model, params)
-    if y is None:
-        with torch.no_grad():
-            y = model(x).argmax(1)
-    check_labels(y, n=x.shape[0], name="y")
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1) if y is None else y
+    y = check_labels(y, n=x.shape[0], num_classes=logits.shape[-1], name="y")
     all_params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (as_numpy_1d, check_eval_model, check_images, check_positive_int,
-                      check_same_length)
+from ._checks import (PIXELS, as_numpy_1d, check_eval_model, check_model_input, check_positive_int,
+                      check_same_length, check_value_range)
 from .metrics import declares_direction
 from .ood import check_features, check_logits
 from .training import iterate_minibatches
@@ -100,7 +100,8 @@ def _gradtrust_head_gradients(head: nn.Linear, h: torch.Tensor) -> tuple[torch.T
 
 @declares_direction("more trustworthy")
 def gradtrust(model: nn.Module, x: torch.Tensor, *, k: int | None = None,
-              batch_size: int = 1024) -> torch.Tensor:
+              batch_size: int = 1024,
+              value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """GradTrust: counterfactual-gradient trust of each prediction; higher = more trust.
 
     For each image, the logits :math:`z = W h + b` (``h`` = ``model.features(x)``, ``W`` =
@@ -144,6 +145,9 @@ def gradtrust(model: nn.Module, x: torch.Tensor, *, k: int | None = None,
         Number of counterfactual classes in the denominator; ``None`` = all classes.
     batch_size : int, default 1024
         Images per vectorised backward pass (memory: ``batch_size * C * D`` float64 values).
+    value_range : (low, high) or None, default (0, 1)
+        The range ``x`` must lie in; ``None`` for a model that takes other inputs. ``x`` must
+        have the model's dtype (``x.float()`` for float64 images and a float32 model).
 
     Returns
     -------
@@ -153,7 +157,7 @@ def gradtrust(model: nn.Module, x: torch.Tensor, *, k: int | None = None,
     Taught in Part 3, section "GradTrust: counterfactual gradients as a trust score".
     """
     _check_head_model(model)
-    check_images(x, "x")
+    check_model_input(model, x, value_range=check_value_range(value_range))
     batch_size = check_positive_int(batch_size, "batch_size")
     k = _check_k(k, model.head.out_features)
     dev = model.head.weight.device

@@ -69,8 +69,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (check_choice, check_class_index, check_eval_model, check_fraction, check_images,
-                      check_labels, check_positive_int)
+from ._checks import (PIXELS, check_bool, check_choice, check_class_index, check_eval_model, check_fraction,
+                      check_images, check_labels, check_model_input, check_positive_int, check_value_range)
 from .config import progress_bar
 from .metrics import declares_direction
 
@@ -178,16 +178,23 @@ def _device(model, x: torch.Tensor) -> torch.device:
     return x.device
 
 
-def prepare_inputs(model, x) -> torch.Tensor:
+def prepare_inputs(model, x, *, value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Check the model (callable; an ``nn.Module`` in eval mode) and the images ``(N, C, H, W)``.
 
-    Returns the images detached, on the model's device. The first step of every evaluation of
-    :mod:`robust_utils.interventions`, :mod:`robust_utils.structure` and :mod:`robust_utils.rise`.
+    The images must lie in ``value_range`` (default ``(0, 1)``: the book's models take ``[0, 1]``
+    pixels; ``None`` for a model that takes other inputs) and, for an ``nn.Module``, have its
+    dtype. Returns the images detached, on the model's device. The first step of every
+    evaluation of :mod:`robust_utils.interventions`, :mod:`robust_utils.structure` and
+    :mod:`robust_utils.rise`.
 
     Taught in Part 4, section "Evaluation 1: heatmap masking".
     """
     _check_model(model)
-    check_images(x, "x", value_range=None)
+    value_range = check_value_range(value_range)
+    if isinstance(model, nn.Module):
+        check_model_input(model, x, value_range=value_range)
+    else:
+        check_images(x, "x", value_range=value_range)
     return x.detach().to(_device(model, x))
 
 
@@ -198,6 +205,7 @@ def check_maps(maps, x: torch.Tensor, name: str = "maps", unit: bool = False) ->
 
     Taught in Part 4, section "Evaluation 1: heatmap masking".
     """
+    unit = check_bool(unit, "unit")
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, H, W), got {type(maps).__name__}.")
     if not torch.is_floating_point(maps):
@@ -294,6 +302,7 @@ def batched_probabilities(model, n_rows: int, make_rows: Callable[[int, int], to
 
     Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
+    progress = check_bool(progress, "progress")
     starts = range(0, n_rows, batch_size)
     it = progress_bar(starts, total=len(starts), desc=desc) if progress else starts
     out = []
@@ -308,7 +317,8 @@ def batched_probabilities(model, n_rows: int, make_rows: Callable[[int, int], to
 # ---------------------------------------------------------------------------------------------
 @declares_direction("better")
 def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, batch_size: int = 512,
-                    allow_empty: bool = False) -> InterventionResult:
+                    allow_empty: bool = False,
+                    value_range: tuple[float, float] | None = PIXELS) -> InterventionResult:
     """Explanation evaluation by heatmap masking: ``E(Y | S_x)`` with ``S_x = x * map``.
 
     The slides' first evaluation (after Chattopadhay et al.'s Grad-CAM++ paper): the
@@ -334,6 +344,9 @@ def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, 
     allow_empty : bool, default False
         An all-zero map masks the whole image away (Grad-CAM's ReLU can zero a map); such
         images raise an error unless this is ``True``.
+    value_range : (low, high) or None, default (0, 1)
+        The range the images must lie in; ``None`` for a model that takes other inputs (see
+        :func:`prepare_inputs`).
 
     Returns
     -------
@@ -345,9 +358,10 @@ def heatmap_masking(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, 
 
     Taught in Part 4, section "Evaluation 1: heatmap masking".
     """
-    x = prepare_inputs(model, x)
+    x = prepare_inputs(model, x, value_range=value_range)
     maps = check_maps(maps, x, unit=True)
     batch_size = check_positive_int(batch_size, "batch_size")
+    allow_empty = check_bool(allow_empty, "allow_empty")
     empty = maps.flatten(1).amax(1) <= 0
     if empty.any() and not allow_empty:
         idx = empty.nonzero().flatten().tolist()
@@ -429,8 +443,9 @@ def make_substrate(x: torch.Tensor, substrate="black", *, blur_sigma: float = 5.
 
 
 def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
-                  mode: str) -> InterventionResult:
-    x = prepare_inputs(model, x)
+                  mode: str, value_range) -> InterventionResult:
+    x = prepare_inputs(model, x, value_range=value_range)
+    progress = check_bool(progress, "progress")
     maps = check_maps(maps, x)
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -478,7 +493,8 @@ def _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_si
 @declares_direction("worse")
 def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: int = 28,
              substrate="black", blur_sigma: float = 5.0, batch_size: int = 512,
-             progress: bool = False) -> InterventionResult:
+             progress: bool = False,
+             value_range: tuple[float, float] | None = PIXELS) -> InterventionResult:
     """Pixel-wise deletion (Petsiuk et al., 2018): remove the most important pixels first.
 
     Pixels are ranked by the map (descending; ties keep raster order, so the result is
@@ -512,6 +528,8 @@ def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: 
     batch_size : int, default 512
         Masked images per forward pass.
     progress : bool, default False
+    value_range : (low, high) or None, default (0, 1)
+        The range the images must lie in; ``None`` for a model that takes other inputs.
 
     Returns
     -------
@@ -525,13 +543,14 @@ def deletion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: 
     Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     return _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
-                         "deletion")
+                         "deletion", value_range)
 
 
 @declares_direction("better")
 def insertion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps: int = 28,
               substrate="blur", blur_sigma: float = 5.0, batch_size: int = 512,
-              progress: bool = False) -> InterventionResult:
+              progress: bool = False,
+              value_range: tuple[float, float] | None = PIXELS) -> InterventionResult:
     """Pixel-wise insertion (Petsiuk et al., 2018): reveal the most important pixels first.
 
     Start from the substrate (default a blurred copy of the image; the slides use a mean
@@ -550,7 +569,7 @@ def insertion(model, x: torch.Tensor, maps: torch.Tensor, *, target=None, steps:
     Taught in Part 4, section "Evaluation 2: pixel-wise deletion and insertion".
     """
     return _pixel_curves(model, x, maps, target, steps, substrate, blur_sigma, batch_size, progress,
-                         "insertion")
+                         "insertion", value_range)
 
 
 

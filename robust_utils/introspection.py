@@ -32,7 +32,7 @@ from torch.func import functional_call, grad, vmap
 from ._checks import (check_choice, check_eval_model, check_labels, check_number,
                       check_positive_int, check_seed)
 from .config import pick_device, progress_bar, seed_everything
-from ._checks import check_model_input
+from ._checks import check_bool, check_model_input
 from .training import iterate_minibatches
 
 __all__ = [
@@ -165,6 +165,7 @@ def introspective_features(model: nn.Module, x: torch.Tensor, *, batch_size: int
     _check_model(model)
     check_model_input(model, x, value_range=(0.0, 1.0))
     batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_bool(progress, "progress")
     check_choice(loss, "loss", LOSSES)
     check_choice(reduce, "reduce", REDUCTIONS)
     dev = model.head.weight.device
@@ -317,6 +318,7 @@ class IntrospectiveClassifier:
         """Stage-2 logits ``(N, num_classes)`` of images ``x``, on ``x``'s device."""
         _check_model(self.model)
         check_model_input(self.model, x, value_range=(0.0, 1.0))
+        progress = check_bool(progress, "progress")
         dev = self.model.head.weight.device
         self.net.to(dev).eval()
         out = []
@@ -452,6 +454,7 @@ def fit_introspective(model: nn.Module, x_train: torch.Tensor, y_train: torch.Te
     check_choice(loss, "loss", LOSSES)
     hidden = _check_hidden(hidden)
     seed = check_seed(seed)
+    progress = check_bool(progress, "progress")
     if x_train.shape[0] < 2:
         raise ValueError("fit_introspective needs at least 2 training images (to standardise the features).")
 

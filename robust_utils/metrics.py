@@ -80,24 +80,57 @@ def _check_detection(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
+def _class_labels(v, name: str) -> np.ndarray:
+    """1-D class labels as int64: integers (or bools), or floats that are whole numbers."""
+    a = _as_numpy_1d(v, name)
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.int64)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {a.dtype}.")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains {int((~np.isfinite(a)).sum())} NaN or infinite value(s); class "
+                         "labels must be whole numbers (find where they come from, e.g. a diverged model).")
+    if (a != np.round(a)).any():
+        bad = a[a != np.round(a)][:3].tolist()
+        hint = (" These look like probabilities or scores: pass the (N, C) logits or probabilities, "
+                "or their argmax, pred.argmax(1)." if name == "pred" else "")
+        raise ValueError(f"{name} is 1-D, so it must hold class labels (whole numbers), got values such "
+                         f"as {bad}.{hint}")
+    return a.astype(np.int64)
+
+
 def accuracy(pred, labels) -> float:
     """Fraction of correct predictions. ``pred`` is labels (N,) or logits/probabilities (N, C).
 
     ``pred`` of shape ``(N, 1)`` is refused: it could be labels in a column or the logits of a
-    single class (whose argmax is always 0), so the caller must say which.
+    single class (whose argmax is always 0), so the caller must say which. (N, C) scores must be
+    finite (NaN logits would make every argmax 0). 1-D ``pred`` and ``labels`` must be class
+    labels: integer (or bool) arrays, or float arrays whose values are whole numbers (``1.0``
+    is accepted as class 1); a 1-D float such as ``0.9`` is refused, since it is a probability,
+    not a label, and NaN labels are refused.
 
     Taught in Part 1, section "The classifier".
     """
     if isinstance(pred, torch.Tensor):
         pred = pred.detach().cpu().numpy()
+    elif isinstance(pred, (list, tuple)):
+        pred = np.asarray(pred)
     if isinstance(pred, np.ndarray) and pred.ndim == 2:
         if pred.shape[1] == 1:
             raise ValueError(f"pred has shape {pred.shape}, which is ambiguous: labels in a column or the "
                              "scores of a single class? For labels, flatten them with pred.reshape(-1); "
                              "for logits or probabilities, pass all C >= 2 columns (N, C).")
+        if pred.shape[0] == 0:
+            raise ValueError("pred is empty.")
+        if not (np.issubdtype(pred.dtype, np.number) and not np.iscomplexobj(pred)):
+            raise TypeError(f"pred (N, C) must hold real logits or probabilities, got dtype {pred.dtype}.")
+        if not np.isfinite(pred).all():
+            bad = int((~np.isfinite(pred)).any(1).sum())
+            raise ValueError(f"pred contains NaN or infinite scores in {bad} of {pred.shape[0]} rows, whose "
+                             "argmax means nothing; find where they come from (a diverged model) first.")
         pred = pred.argmax(1)
-    p = _as_numpy_1d(pred, "pred")
-    y = _as_numpy_1d(labels, "labels")
+    p = _class_labels(pred, "pred")
+    y = _class_labels(labels, "labels")
     if p.shape != y.shape:
         raise ValueError(f"pred and labels must have the same length, got {p.size} and {y.size}.")
     return float((p == y).mean())

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ._checks import check_images, check_labels, check_positive_int
+from ._checks import _is_integer, check_bool, check_images, check_labels, check_positive_int
 from .interventions import (InterventionResult, batched_probabilities, check_maps, clean_logits,
                             prepare_inputs)
 from .metrics import declares_direction
@@ -203,7 +203,9 @@ def huffman_bits(images, code: Mapping[int, str] | None = None) -> torch.Tensor:
         never as one ``(C, H, W)`` image.
     code : dict[int, str], optional
         A fixed code (e.g. ``huffman_code`` of a reference histogram) used for every image; it
-        must have a word for every pixel value that occurs.
+        must have a word for every pixel value that occurs, and be prefix-free (no word is the
+        beginning of another, so no two are equal): otherwise it could not be decoded and its
+        bit count would mean nothing. Symbols may be Python or NumPy integers 0..255.
 
     Returns
     -------
@@ -219,13 +221,28 @@ def huffman_bits(images, code: Mapping[int, str] | None = None) -> torch.Tensor:
     if not isinstance(code, Mapping) or not code:
         raise TypeError("code must be a non-empty dict symbol -> code word, e.g. huffman_code(histogram).")
     lengths = torch.full((256,), -1, dtype=torch.long)
+    owner: dict[str, int] = {}
     for s, word in code.items():
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 255:
+        if not _is_integer(s) or not 0 <= int(s) <= 255:
             raise ValueError(f"code symbols must be 8-bit pixel values 0..255, got {s!r}.")
+        s = int(s)
         if not isinstance(word, str) or not word or set(word) - {"0", "1"}:
             raise ValueError(f"the code word of symbol {s} must be a non-empty string of 0s and 1s, "
                              f"got {word!r}.")
+        if lengths[s] >= 0:
+            raise ValueError(f"symbol {s} appears twice in the code (e.g. as {s} and torch.tensor({s})); "
+                             "give each pixel value one code word.")
+        if word in owner:
+            raise ValueError(f"symbols {owner[word]} and {s} have the same code word {word!r}, so the "
+                             "code cannot be decoded; use a prefix-free code such as huffman_code(histogram).")
+        owner[word] = s
         lengths[s] = len(word)
+    words = sorted(owner)
+    for a, b in zip(words, words[1:]):     # in sorted order a prefix sits right before its extensions
+        if b.startswith(a):
+            raise ValueError(f"the code is not prefix-free: the word {a!r} of symbol {owner[a]} is the "
+                             f"beginning of the word {b!r} of symbol {owner[b]}, so the code cannot be "
+                             "decoded; use a prefix-free code such as huffman_code(histogram).")
     lengths = lengths.to(counts.device)
     missing = ((counts > 0) & (lengths < 0)).any(0).nonzero().flatten().tolist()
     if missing:
@@ -255,10 +272,10 @@ def _structure(model, x, y, maps, thresholds, batch_size, progress, mode: str) -
     x = prepare_inputs(model, x)
     n, c, h, w = x.shape
     check_images(x, "x", value_range=(0.0, 1.0))
-    check_labels(y, n=n, name="y")
-    y = y.to(x.device)
+    y = check_labels(y, n=n, name="y").to(x.device)
     maps = check_maps(maps, x, unit=True)
     batch_size = check_positive_int(batch_size, "batch_size")
+    progress = check_bool(progress, "progress")
     thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds, x.device, x.dtype)
     n_t = thr.numel()
     clean = clean_logits(model, x, batch_size)

@@ -43,7 +43,7 @@ from torch import nn
 from ._checks import check_choice, check_eval_model, check_finite, check_fraction, check_positive_int, model_device
 from .config import progress_bar
 from .explanations import capture_layer, normalize_maps
-from ._checks import check_model_input
+from ._checks import PIXELS, check_bool, check_model_input, check_value_range
 
 __all__ = [
     "VOICE_METHODS",
@@ -141,9 +141,10 @@ def _maps_for_batch(model: nn.Module, xb: torch.Tensor, layer, method: str,
     return contrast, explanation, pred
 
 
-def _run(model, x, method, layer, batch_size, progress, with_explanation):
+def _run(model, x, method, layer, batch_size, progress, with_explanation, value_range=PIXELS):
     _check_model(model)
-    check_model_input(model, x)
+    check_model_input(model, x, value_range=check_value_range(value_range))
+    progress = check_bool(progress, "progress")
     if not isinstance(method, str):
         raise TypeError(f"method must be a string; choose one of: {', '.join(VOICE_METHODS)}.")
     check_choice(method, "VOICE method", VOICE_METHODS)
@@ -169,7 +170,8 @@ def _run(model, x, method, layer, batch_size, progress, with_explanation):
 # ---------------------------------------------------------------------------------------------
 def contrastive_maps(model: nn.Module, x: torch.Tensor, *, method: str = "contrast_cam",
                      layer: str | None = None, batch_size: int = 256,
-                     progress: bool = False) -> torch.Tensor:
+                     progress: bool = False,
+                     value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """The contrastive explanation "Why P, rather than Q?" for every contrast class ``Q``.
 
     ``P`` is the network's prediction: the backward signal ``J_Q = CE(logits, Q)`` has
@@ -199,6 +201,9 @@ def contrastive_maps(model: nn.Module, x: torch.Tensor, *, method: str = "contra
         pass for all ``C`` contrast classes.
     progress : bool, default False
         Show a progress bar over the batches.
+    value_range : (low, high) or None, default (0, 1)
+        The range the images must lie in (the book's models take ``[0, 1]`` pixels); ``None``
+        for a model that takes other inputs.
 
     Returns
     -------
@@ -208,11 +213,13 @@ def contrastive_maps(model: nn.Module, x: torch.Tensor, *, method: str = "contra
 
     Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
-    return _run(model, x, method, layer, batch_size, progress, with_explanation=False)["contrast_maps"]
+    return _run(model, x, method, layer, batch_size, progress, with_explanation=False,
+                value_range=value_range)["contrast_maps"]
 
 
 def voice(model: nn.Module, x: torch.Tensor, *, method: str = "contrast_cam",
-          layer: str | None = None, batch_size: int = 256, progress: bool = False) -> dict:
+          layer: str | None = None, batch_size: int = 256, progress: bool = False,
+          value_range: tuple[float, float] | None = PIXELS) -> dict:
     """VOICE: an explanation of each prediction and the uncertainty map of that explanation.
 
     The uncertainty is the per-pixel variance of the normalised contrastive maps of
@@ -231,7 +238,7 @@ def voice(model: nn.Module, x: torch.Tensor, *, method: str = "contrast_cam",
         The family of explanations: ContrastCAM maps with the Grad-CAM explanation, or
         contrastive Grad-CAM++ maps with the Grad-CAM++ explanation (see
         :func:`contrastive_maps`).
-    layer, batch_size, progress
+    layer, batch_size, progress, value_range
         As in :func:`contrastive_maps`.
 
     Returns
@@ -245,7 +252,8 @@ def voice(model: nn.Module, x: torch.Tensor, *, method: str = "contrast_cam",
 
     Taught in Part 4, section "VOICE: the uncertainty of an explanation".
     """
-    out = _run(model, x, method, layer, batch_size, progress, with_explanation=True)
+    out = _run(model, x, method, layer, batch_size, progress, with_explanation=True,
+               value_range=value_range)
     maps, pred = out["contrast_maps"], out["prediction"]
     c = maps.shape[1]
     if c < 3:

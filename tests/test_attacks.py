@@ -220,3 +220,19 @@ def test_bad_inputs(model):
         fgsm(lambda t: t, x, y, 0.1)
     with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         pgd(model, x, y, 0.1, seed=1.5)
+
+
+def test_integer_label_dtypes_and_numpy_bools(model):
+    import numpy as np
+    x, y = _data(8)
+    ref_f, ref_p = fgsm(model, x, y, 0.03), pgd(model, x, y, 0.03, steps=2)
+    for dt in (torch.int32, torch.uint8, torch.int16):
+        torch.testing.assert_close(fgsm(model, x, y.to(dt), 0.03), ref_f)
+        torch.testing.assert_close(pgd(model, x, y.to(dt), 0.03, steps=2), ref_p)
+        assert robust_accuracy(model, x, y.to(dt)) == robust_accuracy(model, x, y)
+    torch.testing.assert_close(pgd(model, x, y, 0.03, steps=2, random_start=np.bool_(True)), ref_p)
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match="random_start must be True or False"):
+            pgd(model, x, y, 0.03, random_start=bad)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        pgd(model, x, y, 0.03, progress="yes")

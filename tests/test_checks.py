@@ -140,3 +140,25 @@ def test_check_labels_says_how_to_convert_and_check_model_input_lives_here():
         K.check_model_input(nn.Linear(2, 2), torch.rand(1, 1, 2, 2, dtype=torch.float64))
     with pytest.raises(TypeError, match="torch.stack"):
         K.check_model_input(nn.Linear(2, 2), [torch.rand(1, 2, 2)])
+
+
+def test_check_bool_generator_value_range_and_long_labels():
+    import numpy as np
+    assert K.check_bool(True, "flag") is True and K.check_bool(np.bool_(False), "flag") is False
+    for bad in ("no", 0, 1, None, torch.tensor(True)):
+        with pytest.raises(TypeError, match="flag must be True or False"):
+            K.check_bool(bad, "flag")
+    g = torch.Generator()
+    assert K.check_generator(g) is g and K.check_generator(None) is None
+    with pytest.raises(TypeError, match=r"torch.Generator\(\).manual_seed\(0\)"):
+        K.check_generator(0)
+    assert K.check_value_range(None) is None and K.check_value_range([0, 255]) == (0.0, 255.0)
+    with pytest.raises(TypeError, match="pair"):
+        K.check_value_range(1.0)
+    with pytest.raises(ValueError, match="low < high"):
+        K.check_value_range((1, 0))
+    for dt in (torch.int32, torch.uint8, torch.int16):
+        y = K.check_labels(torch.tensor([0, 2, 1], dtype=dt))
+        assert y.dtype == torch.long and y.tolist() == [0, 2, 1]
+    y = torch.tensor([0, 1])
+    assert K.check_labels(y) is y                      # int64 is returned as it is

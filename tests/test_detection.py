@@ -356,3 +356,33 @@ def test_detectors_declare_their_direction():
     from robust_utils.metrics import score_direction
     assert score_direction(D.LogisticDetector) == "more novel"
     assert score_direction(D.LogisticDetector()) == "more novel"
+
+
+def test_detection_row_checks_rows_per_image():
+    clean, novel, g_in, g_out = _row_data(20)
+    _, _, g10, _ = _row_data(10)
+    with pytest.raises(ValueError, match=r"scores_clean\['softmax'\]: 20.*gradients_clean: 10"):
+        D.detection_row(clean, novel, g10, g_out)
+    short = dict(novel, useless=novel["useless"][:15])
+    with pytest.raises(ValueError, match=r"scores_novel\['useless'\]: 15"):
+        D.detection_row(clean, short, g_in, g_out)
+    # clean and novel sets may differ in size
+    _, novel30, _, g_out30 = _row_data(30)
+    assert D.H_ON_GRADIENTS in D.detection_row(clean, novel30, g_in, g_out30)
+
+
+def test_purview_features_dtype_range_and_flags():
+    m = _eval(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)))
+    x = _images(4)
+    with pytest.raises(TypeError, match="float64"):
+        D.purview_features(m, x.double())
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        D.purview_features_loop(m, x * 255)
+    torch.testing.assert_close(D.purview_features(m, x * 255, value_range=None),
+                               D.purview_features_loop(m, x * 255, value_range=None), rtol=RTOL, atol=0)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        D.purview_features(m, x, progress="no")
+    with pytest.raises(TypeError, match="log_features must be True or False"):
+        LogisticDetector(log_features="no")
+    with pytest.raises(TypeError, match="log_features must be True or False"):
+        detection_experiment(np.ones((6, 2)), np.ones((6, 2)), log_features=0)

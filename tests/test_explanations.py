@@ -321,7 +321,8 @@ def test_smoothgrad_seeded_batched_and_definition(c3lt, x16):
     # definition: mean of gradients at x + noise, with the documented noise draw
     gen = torch.Generator().manual_seed(7)
     noise = torch.randn((5, *x16.shape), generator=gen) * 0.15
-    expected = torch.stack([E.gradients(c3lt, x16 + noise[i], 1) for i in range(5)]).mean(0)
+    expected = torch.stack([E.gradients(c3lt, x16 + noise[i], 1, value_range=None)
+                            for i in range(5)]).mean(0)
     torch.testing.assert_close(s1, expected, atol=1e-6, rtol=1e-5)
     # sigma = 0 is the plain gradient; the global random state is untouched
     state = torch.random.get_rng_state()
@@ -469,3 +470,35 @@ def test_smoothgrad_uses_the_shared_seed_check(c3lt, x16):
         E.smoothgrad(c3lt, x16, n_samples=2, seed=-1)
     with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         E.smoothgrad(c3lt, x16, n_samples=2, seed=0.5)
+
+
+def test_range_and_flags_are_checked_like_the_attacks(c3lt, x16):
+    import numpy as np
+    for fn in (E.grad_cam, E.counterfactual_cam, E.contrast_cam, E.grad_cam_plus_plus, E.smoothgrad):
+        with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+            fn(c3lt, x16 * 255)
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        E.explain(c3lt, x16 * 255, "gradcam")
+    # value_range=None: a model that takes other inputs
+    m = E.grad_cam(c3lt, x16 * 255, value_range=None)
+    assert m.shape == (4, 16, 16) and torch.isfinite(m).all()
+    with pytest.raises(TypeError, match="value_range must be"):
+        E.grad_cam(c3lt, x16, value_range=1.0)
+    # flags: bool or np.bool_, never a truthy string
+    torch.testing.assert_close(E.grad_cam(c3lt, x16, relu=np.bool_(False)), E.grad_cam(c3lt, x16, relu=False))
+    for kw in ({"relu": "no"}, {"upsample": 1}, {"normalize": None}):
+        with pytest.raises(TypeError, match="must be True or False"):
+            E.grad_cam(c3lt, x16, **kw)
+    with pytest.raises(TypeError, match="must be True or False"):
+        E.contrast_cam(c3lt, x16, relu="no")
+    with pytest.raises(TypeError, match="absolute must be True or False"):
+        E.gradients(c3lt, x16, absolute="yes")
+    with pytest.raises(TypeError, match="float64"):
+        E.grad_cam(c3lt, x16.double())
+
+
+def test_grad_cam_plus_plus_eps_and_range_hint(c3lt, x16):
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        E.grad_cam_plus_plus(c3lt, x16, eps=-1.0)
+    with pytest.raises(ValueError, match="divide by 255.*value_range=None"):
+        E.grad_cam(c3lt, x16 * 255)

@@ -128,3 +128,13 @@ def test_plotting_bad_inputs_get_clear_messages():
     with pytest.raises(ValueError, match="ncols must be >= 1"):
         plotting.show_images(torch.rand(2, 1, 4, 4), ncols=0)
     plt.close("all")
+
+
+def test_extract_features_checks_the_pixel_range():
+    from robust_utils.models import build_model
+    torch.manual_seed(0)
+    m = build_model("c3lt_cnn", num_classes=4).eval()
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        features.extract_features(m, x * 255)
+    assert features.extract_features(m, x * 255, value_range=None).shape[0] == 3

@@ -213,3 +213,38 @@ def test_lists_float64_and_label_ranges_get_clear_messages():
         G.gradient_norms(m, x[:0])
     with pytest.raises(TypeError, match="lr must be a number"):
         G.gradient_descent_path(lambda p: (p ** 2).sum(), (1.0, 1.0), lr="fast")
+
+
+def test_range_dtype_generator_and_label_dtypes():
+    m, x = _setup()
+    # [0, 1] by default, as in attacks and GradTrust; value_range=None opts out
+    for fn in (G.per_sample_gradients, G.gradient_norms, G.layer_gradient_norms, G.last_layer_factors):
+        with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+            fn(m, x * 255)
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        G.loss_along_gradient(m, x * 255, alphas=[0.0, 0.1])
+    g = G.gradient_norms(m, x * 255, value_range=None)
+    assert g.shape == (6,) and torch.isfinite(g).all()
+    # an integer is not a generator
+    with pytest.raises(TypeError, match="generator must be None or a torch.Generator"):
+        G.per_sample_gradients(m, x, mode="sampled", generator=0)
+    with pytest.raises(TypeError, match="generator must be None or a torch.Generator"):
+        G.gradient_norms(m, x, mode="sampled", generator=0)
+    # any integer label dtype works and gives the int64 answer
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    ref = G.per_sample_gradients(m, x, y, mode="given")
+    for dt in (torch.uint8, torch.int32):
+        out = G.per_sample_gradients(m, x, y.to(dt), mode="given")
+        torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(G.gradient_norms(m, x, y.int(), mode="given"),
+                               G.gradient_norms(m, x, y, mode="given"))
+    r = G.loss_along_gradient(m, x, y.to(torch.uint8), alphas=[0.0])
+    assert r["loss"].shape == (1,)
+    with pytest.raises(TypeError, match="centered must be True or False"):
+        G.empirical_fisher(torch.ones(3, 2), centered="no")
+
+
+def test_loss_along_gradient_checks_the_label_range():
+    m, x = _setup()
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\]"):
+        G.loss_along_gradient(m, x, torch.tensor([0, 1, 2, 3, 0, 1]), alphas=[0.0])

@@ -199,3 +199,16 @@ def test_trust_scores_declare_their_direction():
     assert score_direction(U.gradtrust) == "more trustworthy"
     assert score_direction(U.gradtrust_from_logits) == "more trustworthy"
     assert score_direction(U.trust_curves) == "better"
+
+
+def test_gradtrust_dtype_and_range_get_clear_messages():
+    torch.manual_seed(0)
+    m = build_model("c3lt_cnn", num_classes=4).eval()
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(TypeError, match=r"float64 .* x\.float\(\)"):
+        U.gradtrust(m, x.double())
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        U.gradtrust(m, x * 255)
+    assert U.gradtrust(m, x * 255, value_range=None).shape == (3,)
+    with pytest.raises(TypeError, match="stack the images"):
+        U.gradtrust(m, list(x))

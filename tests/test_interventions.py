@@ -280,3 +280,24 @@ def test_intervention_scores_declare_their_direction(c3lt, x16, maps16):
     d = I.deletion(c3lt, x16, maps16, steps=4)
     assert score_direction(d) == "worse" and not d.higher_is_better
     assert score_direction(I.insertion(c3lt, x16, maps16, steps=4)) == "better"
+
+
+def test_pixel_range_dtype_and_flags(linear_two_class):
+    model = linear_two_class(torch.arange(1.0, 5.0)).eval()
+    x = torch.rand(2, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    maps = torch.rand(2, 2, 2, generator=torch.Generator().manual_seed(1))
+    for fn in (I.deletion, I.insertion, I.heatmap_masking):
+        with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+            fn(model, x * 255, maps)
+    assert I.deletion(model, x * 255, maps, steps=2, value_range=None).scores.shape == (2,)
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        I.prepare_inputs(lambda z: z.flatten(1), x * 255)          # a plain callable too
+    c3 = C3LTClassifier(input_size=16).eval()
+    with pytest.raises(TypeError, match="float64"):
+        I.prepare_inputs(c3, torch.rand(1, 1, 16, 16, dtype=torch.float64))
+    with pytest.raises(TypeError, match="allow_empty must be True or False"):
+        I.heatmap_masking(model, x, maps, allow_empty="no")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        I.deletion(model, x, maps, steps=2, progress="no")
+    with pytest.raises(TypeError, match="unit must be True or False"):
+        I.check_maps(maps, x, unit="yes")

@@ -208,3 +208,17 @@ def test_dropout_left_in_training_mode_float64_and_seed_checks():
     a = I.fit_introspective(m, x, y, epochs=1, seed=np.int64(2), progress=False, hidden=(4,))
     b = I.fit_introspective(m, x, y, epochs=1, seed=2, progress=False, hidden=(4,))
     torch.testing.assert_close(a.predict_logits(x), b.predict_logits(x))
+
+
+def test_progress_flags_and_integer_label_dtypes(trained):
+    m, x, y = trained
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        I.introspective_features(m, x[:4], progress="no")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        I.fit_introspective(m, x, y, epochs=1, progress="no")
+    a = I.fit_introspective(m, x, y, epochs=1, reduce="norms", seed=3, progress=False)
+    b = I.fit_introspective(m, x, y.to(torch.uint8), epochs=1, reduce="norms", seed=3, progress=False)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        a.predict_proba(x[:4], progress=1)

@@ -86,3 +86,24 @@ def test_accuracy_refuses_ambiguous_column_predictions():
         M.accuracy(y, y[:, None])
     assert M.accuracy(y[:, None].reshape(-1), y) == 1.0
     assert M.accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), y.numpy()) == 1.0
+
+
+def test_accuracy_refuses_nonsense_predictions_and_labels():
+    # NaN logits: every argmax would be 0
+    with pytest.raises(ValueError, match="NaN or infinite scores"):
+        M.accuracy(torch.tensor([[float("nan"), 0.0]] * 4), torch.tensor([1] * 4))
+    # 1-D floats are probabilities, not labels
+    with pytest.raises(ValueError, match="probabilities or scores"):
+        M.accuracy(torch.tensor([0.9, 0.2, 0.8]), torch.tensor([1, 0, 1]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        M.accuracy(torch.tensor([1, 0]), torch.tensor([1.5, 0.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        M.accuracy(torch.tensor([float("nan"), 1.0]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        M.accuracy(np.array([0, 1]), np.array([np.nan, 1.0]))
+    with pytest.raises(TypeError, match="integer class labels"):
+        M.accuracy(np.array(["a", "b"]), np.array([0, 1]))
+    # whole-number floats are labels (documented), ints of any dtype and bools too
+    assert M.accuracy(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)
+    assert M.accuracy(torch.tensor([1, 0], dtype=torch.uint8), np.array([True, False])) == 1.0
+    assert M.accuracy([[0.1, 0.9], [0.8, 0.2]], [1, 0]) == 1.0      # a nested list of scores

@@ -166,3 +166,25 @@ def test_structure_batched_equals_per_image_loop(c3lt, x16, maps16):
     s_loop = [I.structure_deletion(c3lt, x16[i:i + 1], y[i:i + 1], maps16[i:i + 1]) for i in range(4)]
     assert torch.equal(s_full.curves, torch.cat([r.curves for r in s_loop]))
     assert torch.allclose(s_full.extra["bit_ratio"], torch.cat([r.extra["bit_ratio"] for r in s_loop]))
+
+
+def test_huffman_bits_refuses_codes_that_cannot_be_decoded():
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])       # values 0 and 255, twice each
+    with pytest.raises(ValueError, match="same code word '0'"):
+        I.huffman_bits(x, {0: "0", 255: "0"})
+    with pytest.raises(ValueError, match="not prefix-free: the word '0' of symbol 0"):
+        I.huffman_bits(x, {0: "0", 255: "01"})
+    with pytest.raises(ValueError, match="appears twice"):
+        I.huffman_bits(x, {0: "0", torch.tensor(0): "10", 255: "11"})
+    # NumPy integer symbols are symbols
+    assert I.huffman_bits(x, {np.int64(0): "0", np.uint8(255): "10"}).tolist() == [6]
+    assert I.huffman_bits(x, {0: "0", 255: "1"}).tolist() == [4]
+
+
+def test_structure_labels_of_any_integer_dtype_and_progress_flag(c3lt, x16, maps16):
+    y = c3lt(x16).argmax(1)
+    ref = I.structure_deletion(c3lt, x16, y, maps16, thresholds=[0.5])
+    out = I.structure_deletion(c3lt, x16, y.to(torch.uint8), maps16, thresholds=[0.5])
+    torch.testing.assert_close(out.scores, ref.scores)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        I.structure_insertion(c3lt, x16, y, maps16, progress="no")

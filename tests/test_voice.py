@@ -266,3 +266,13 @@ def test_layer_followed_by_inplace_relu_and_dtype_and_dropout_checks(x16):
     with pytest.raises(RuntimeError, match=r"training mode \(5\).*call model\.eval\(\)"):
         V.contrastive_maps(model, x16)
     assert _hooks_empty(model)
+
+
+def test_voice_range_and_progress_flag(c3lt, x16):
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        V.voice(c3lt, x16 * 255)
+    with pytest.raises(ValueError, match=r"must lie in \[0.0, 1.0\]"):
+        V.contrastive_maps(c3lt, x16 * 255)
+    assert V.contrastive_maps(c3lt, x16 * 255, value_range=None).shape[:2] == (5, 10)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        V.voice(c3lt, x16, progress="no")
