@@ -73,7 +73,7 @@ def clean_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_siz
     """
     _check_model(model)
     check_images(x, "x")
-    check_labels(y, n=x.shape[0], name="y")
+    y = check_labels(y, n=x.shape[0], name="y")
     batch_size = check_positive_int(batch_size, "batch_size")
     return _top1_error(model, x, y, batch_size)
 
@@ -143,7 +143,7 @@ def corruption_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     """
     _check_model(model)
     check_images(x, "x")
-    check_labels(y, n=x.shape[0], name="y")
+    y = check_labels(y, n=x.shape[0], name="y")
     names = _check_corruptions(corruptions)
     levels = _check_levels(levels)
     seed = check_seed(seed)
@@ -370,7 +370,7 @@ def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
         raise TypeError(f"baseline must be a model name, one of: {', '.join(map(str, models))}.")
     check_choice(baseline, "baseline model", models)
     check_images(x, "x")
-    check_labels(y, n=x.shape[0], name="y")
+    y = check_labels(y, n=x.shape[0], name="y")
     names = _check_corruptions(corruptions)
     levels = _check_levels(levels)
     seed = check_seed(seed)

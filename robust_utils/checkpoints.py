@@ -138,6 +138,8 @@ def checkpoint_lock(path, *, blocking: bool = True) -> Iterator[bool]:
     With ``blocking=False`` the block runs at once whether or not the lock was free; the value
     bound by ``as`` says whether it is held (for work that may simply be skipped, such as a
     sweep).
+
+    Taught in the Introduction, section "The model cache".
     """
     path = _record(path)
     folder = writable_dir(path.parent)
@@ -189,6 +191,8 @@ def check_slot(path) -> None:
 
     The cache calls this before training, so that a long training run does not end in an
     ``IsADirectoryError`` when the result is saved.
+
+    Taught in the Introduction, section "The model cache".
     """
     path = _record(path)
     if path.is_dir():

@@ -155,7 +155,7 @@ def train_shadow_models(arch: str, x_pool: torch.Tensor, y_pool: torch.Tensor, *
         raise TypeError(f"arch must be an architecture name; choose one of: {', '.join(ARCHITECTURES)}.")
     check_choice(arch, "architecture", ARCHITECTURES)
     check_images(x_pool, "x_pool")
-    check_labels(y_pool, n=x_pool.shape[0], name="y_pool")
+    y_pool = check_labels(y_pool, n=x_pool.shape[0], name="y_pool")
     n_shadow = check_positive_int(n_shadow, "n_shadow")
     n_train = check_positive_int(n_train, "n_train", minimum=2)
     seed = check_seed(seed)
@@ -232,11 +232,11 @@ def attack_features(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     Taught in Part 4, section "Repeated interventions: membership inference".
     """
     check_images(x, "x")
-    check_labels(y, n=x.shape[0], name="y")
+    y = check_labels(y, n=x.shape[0], name="y")
     logits = predict_logits(model, x, batch_size=batch_size).float()
     if logits.dim() != 2:
         raise ValueError(f"the model must return logits shaped (N, num_classes), got {tuple(logits.shape)}.")
-    check_labels(y, n=x.shape[0], num_classes=logits.shape[1], name="y")
+    y = check_labels(y, n=x.shape[0], num_classes=logits.shape[1], name="y")
     log_p = F.log_softmax(logits, dim=1)
     yi = y.to(logits.device).long()[:, None]
     sorted_p = log_p.exp().sort(dim=1, descending=True).values
@@ -360,7 +360,7 @@ def membership_inference(target_model: nn.Module, x_members: torch.Tensor, y_mem
     """
     _check_member_sets(x_members, y_members, x_nonmembers, y_nonmembers)
     check_images(x_pool, "x_pool")
-    check_labels(y_pool, n=x_pool.shape[0], name="y_pool")
+    y_pool = check_labels(y_pool, n=x_pool.shape[0], name="y_pool")
     shadows = _check_shadows(shadows, x_pool.shape[0])
     if not isinstance(attack, str):
         raise TypeError(f"attack must be a string; choose one of: {', '.join(ATTACK_MODELS)}.")
@@ -435,8 +435,8 @@ def loss_threshold_attack(target_model: nn.Module, x_members: torch.Tensor, y_me
     with torch.no_grad():
         logits_m = predict_logits(target_model, x_members, batch_size=batch_size).float()
         logits_n = predict_logits(target_model, x_nonmembers, batch_size=batch_size).float()
-    for name, lg, y in (("y_members", logits_m, y_members), ("y_nonmembers", logits_n, y_nonmembers)):
-        check_labels(y, num_classes=lg.shape[1], name=name)
+    y_members = check_labels(y_members, num_classes=logits_m.shape[1], name="y_members")
+    y_nonmembers = check_labels(y_nonmembers, num_classes=logits_n.shape[1], name="y_nonmembers")
     loss_m = F.cross_entropy(logits_m, y_members.to(logits_m.device).long(), reduction="none").cpu().numpy()
     loss_n = F.cross_entropy(logits_n, y_nonmembers.to(logits_n.device).long(), reduction="none").cpu().numpy()
     if threshold is None:

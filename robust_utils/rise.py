@@ -94,8 +94,8 @@ def rise_masks(n_masks: int, size: tuple[int, int], *, grid: int = 8, p_keep: fl
 
 
 def _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress,
-                     kind: str) -> torch.Tensor:
-    x = prepare_inputs(model, x)
+                     kind: str, value_range=(0.0, 1.0)) -> torch.Tensor:
+    x = prepare_inputs(model, x, value_range=value_range)
     n, c, h, w = x.shape
     n_masks, size, grid, p_keep, seed = _mask_params(n_masks, (h, w), grid, p_keep, seed)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -129,7 +129,7 @@ def _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, 
 
 def rise(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
          p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-         progress: bool = False) -> torch.Tensor:
+         progress: bool = False, value_range=(0.0, 1.0)) -> torch.Tensor:
     """RISE saliency (Petsiuk et al., 2018): random masks weighted by the class probability.
 
     .. math::  S_c(x) = \\frac{1}{N p} \\sum_{i=1}^{N} f_c(x \\odot M_i)\\, M_i,
@@ -155,6 +155,8 @@ def rise(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int 
     batch_size : int, default 512
         Masked images per forward pass.
     progress : bool, default False
+    value_range : (float, float) or None, default (0, 1)
+        The pixel range ``x`` is checked against; ``None`` skips the check (other inputs).
 
     Returns
     -------
@@ -165,12 +167,13 @@ def rise(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int 
 
     Taught in Part 4, section "The network and the explanations to evaluate".
     """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "rise")
+    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "rise",
+                            value_range)
 
 
 def shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
           p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-          progress: bool = False) -> torch.Tensor:
+          progress: bool = False, value_range=(0.0, 1.0)) -> torch.Tensor:
     """SHAPE saliency (Chowdhury et al., 2024): the drop in probability, weighted by inverse masks.
 
     .. math::  S_c(x) = \\frac{1}{N (1 - p)} \\sum_{i=1}^{N}
@@ -185,17 +188,19 @@ def shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int
 
     Taught in Part 4, section "The network and the explanations to evaluate".
     """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "shape")
+    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "shape",
+                            value_range)
 
 
 def rise_and_shape(model, x: torch.Tensor, *, target=None, n_masks: int = 2000, grid: int = 8,
                    p_keep: float = 0.5, seed: int = 0, batch_size: int = 512,
-                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   progress: bool = False, value_range=(0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`rise` and :func:`shape` from the same masked forward passes (half the cost).
 
     Returns ``(rise_map, shape_map)``, equal to the two separate calls with the same arguments.
 
     Taught in Part 4, section "The network and the explanations to evaluate".
     """
-    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "both")
+    return _random_saliency(model, x, target, n_masks, grid, p_keep, seed, batch_size, progress, "both",
+                            value_range)
 

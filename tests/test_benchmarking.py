@@ -178,3 +178,10 @@ def test_bad_inputs(mlps, data):
         B.benchmark_table(mlps, x, y, baseline="resnet")
     with pytest.raises(TypeError, match="non-empty dict"):
         B.benchmark_table({}, x, y, baseline="base")
+
+
+def test_int32_labels_are_accepted():
+    torch.manual_seed(0)
+    model = MLP(hidden=(8,)).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    assert B.clean_error(model, x, y.int()) == B.clean_error(model, x, y)

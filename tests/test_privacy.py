@@ -170,3 +170,14 @@ def test_bad_inputs(overfit, shadows, pool):
         P.membership_inference(five, xm, ym, xn, yn, shadows, xp, yp)
     with pytest.raises(TypeError, match="threshold must be a number"):
         P.loss_threshold_attack(model, xm, ym, xn, yn, threshold="low")
+
+
+def test_loss_threshold_attack_takes_int32_labels():
+    from robust_utils import privacy as P
+    from robust_utils.models import MLP
+    torch.manual_seed(0)
+    model = MLP(hidden=(8,)).eval()
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    a = P.loss_threshold_attack(model, x[:4], y[:4].int(), x[4:], y[4:].int())
+    b = P.loss_threshold_attack(model, x[:4], y[:4], x[4:], y[4:])
+    assert a["auc"] == b["auc"]

@@ -81,3 +81,10 @@ def test_rise_and_shape_share_forward_passes():
     r, s = I.rise_and_shape(model, x, n_masks=40, seed=1, batch_size=16)
     torch.testing.assert_close(r, I.rise(model, x, n_masks=40, seed=1, batch_size=16))
     torch.testing.assert_close(s, I.shape(model, x, n_masks=40, seed=1, batch_size=16))
+
+
+def test_rise_checks_the_pixel_range_unless_told_not_to(c3lt, x16):
+    with pytest.raises(ValueError, match=r"\[0.0, 1.0\]|\[0, 1\]"):
+        I.rise(c3lt, x16 * 255, n_masks=4)
+    sal = I.rise(c3lt, x16 * 2 - 1, n_masks=4, value_range=None)
+    assert sal.shape == (x16.shape[0], *x16.shape[-2:]) and torch.isfinite(sal).all()
