@@ -43,7 +43,7 @@ def _train_pair(model, recipe, *, device, progress, deps):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def test_registrations():
+def registered_test_objects():
     """A trainer with a parameter, an artifact of two modules and its trainer, for this module only."""
     from robust_utils.models import ARCHITECTURES
     register_trainer("test_margin", params={"margin": 1.0}, check=_check_margin)(_train_margin)
