@@ -213,14 +213,19 @@ def writable_dir(path) -> Path:
 def progress_bar(*args, **kwargs):
     """A tqdm progress bar suited to where the code runs.
 
-    Interactive readers (Jupyter, Colab, a terminal) get ``tqdm.auto``'s bar. Under the book's
-    runner (``RNI_PROGRESS=text``) the bar is plain text on stderr, updated rarely, so that the
-    executed notebook in the rendered book shows the final state of the bar instead of an
-    un-rendered widget.
+    Interactive readers (Jupyter, Colab, a terminal) get ``tqdm.auto``'s bar. With
+    ``RNI_PROGRESS=text`` the bar is plain text on stderr, updated rarely (for logs). With
+    ``RNI_PROGRESS=off``, which the book's runner sets so that the rendered book carries no
+    progress-bar debris, the bar is disabled and the loop runs silently.
 
     Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
-    if os.environ.get(PROGRESS_ENV, "").strip() == "text":
+    mode = os.environ.get(PROGRESS_ENV, "").strip()
+    if mode == "off":
+        from tqdm.std import tqdm as text_tqdm
+        kwargs["disable"] = True
+        return text_tqdm(*args, **kwargs)
+    if mode == "text":
         import sys
 
         from tqdm.std import tqdm as text_tqdm

@@ -18,6 +18,18 @@ directory and the environment variables ``RNI_PROFILE`` / ``RNI_DEVICE`` set for
 The executed copy goes to ``book/notebooks/<name>.ipynb``, where the book reads it, and a JSON
 summary (one record per notebook) to ``book/notebooks/run_summary.json``.
 
+For the kernel the runner also sets ``RNI_PROGRESS=off`` (no progress bars),
+``RNI_WIDGETS=static`` (:func:`robust_utils.interactive.explore` draws its function once with
+the controls' initial values instead of building widgets that wait for a reader) and
+``RNI_CLAIMS_DIR`` (the output folder: :meth:`robust_utils.claims.ClaimsTable.save` writes
+``<name>.claims.json`` there, and the summary records it). Each executed copy is then cleaned
+(:mod:`robust_utils.render`: no stderr, no progress bars, parameters and self-check cells hidden)
+and given a banner (profile, device, date, package version), and the reproduction scoreboard
+(:mod:`robust_utils.scoreboard`) is rewritten from every chapter's claims.
+
+A cell that runs longer than the timeout fails the run: by default 600 s under the smoke profile
+(seconds per cell are expected) and 1800 s otherwise; ``--timeout`` overrides it.
+
 Taught in the Introduction, section "How to run the book".
 """
 from __future__ import annotations
@@ -48,6 +60,9 @@ PROFILE_CHOICES = ("auto", "smoke", "laptop", "full")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 KERNEL_NAME = "python3"
 SUMMARY_NAME = "run_summary.json"
+#: Default per-cell timeout in seconds, per profile (others: ``DEFAULT_TIMEOUT``).
+PROFILE_TIMEOUTS = {"smoke": 600}
+DEFAULT_TIMEOUT = 1800
 
 
 class NotebookFailed(RuntimeError):
@@ -186,6 +201,20 @@ def _failing_cell(exc) -> tuple[int | None, str]:
     return cell_index, f"{ename}: {evalue}" + (f"  [cell starts: {first[:80]!r}]" if first else "")
 
 
+def _finish_copy(path: Path, profile: str, device: str, host: dict) -> None:
+    """Clean the executed copy at ``path`` and put the banner under its title (in place)."""
+    import nbformat
+
+    import robust_utils
+    from robust_utils import render
+    nb = nbformat.read(path, as_version=4)
+    render.clean_notebook(nb)
+    name = host.get("cuda_device") if device == "cuda" else None
+    render.add_banner(nb, render.banner_source(profile, device, robust_utils.__version__,
+                                               device_name=name))
+    nbformat.write(nb, path)
+
+
 def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", device: str = "auto",
                   output_dir: str | os.PathLike | None = None,
                   summary_path: str | os.PathLike | None = None, keep_going: bool = False,
@@ -206,14 +235,16 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     keep_going: run the remaining notebooks after a failure (the call still raises at the end).
     notebooks_dir: the sources; default ``<repo>/notebooks``.
     log_output: stream cell outputs to the log (papermill's ``log_output``).
-    timeout: per-cell timeout in seconds (``None``: no limit).
+    timeout: per-cell timeout in seconds; ``None``: 600 s for the smoke profile, 1800 s otherwise.
     progress_bar: papermill's per-cell progress bar; default on when stderr is a terminal.
     echo: print one progress line per notebook.
 
     Returns
     -------
     list of dict: one record per notebook with keys ``notebook``, ``profile``, ``device``,
-    ``seconds``, ``status`` (``"ok"``, ``"failed"``, ``"skipped"``), ``error``, ``output``.
+    ``seconds``, ``status`` (``"ok"``, ``"failed"``, ``"skipped"``), ``error``, ``output``,
+    ``timeout`` and ``claims`` (the claims file the notebook saved, else ``None``) with
+    ``claims_counts`` (rows per verdict).
 
     Raises
     ------
@@ -241,6 +272,8 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     profile_name, device_name = _resolve(profile, device)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}.")
+    if timeout is None:
+        timeout = PROFILE_TIMEOUTS.get(profile_name, DEFAULT_TIMEOUT)
 
     out_dir = Path(output_dir) if output_dir is not None else default_output_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +288,8 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     host = host_info()
     records: list[dict] = [
         {"notebook": n, "profile": profile_name, "device": device_name, "seconds": None,
-         "status": "skipped", "error": None, "output": str(out_dir / f"{n}.ipynb")}
+         "status": "skipped", "error": None, "output": str(out_dir / f"{n}.ipynb"),
+         "timeout": timeout, "claims": None, "claims_counts": None}
         for n in selected
     ]
 
@@ -276,9 +310,12 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
             print(f"[{i}/{len(selected)}] {name:<{width}}  profile={profile_name} device={device_name} ...",
                   end="", flush=True)
         t0 = time.perf_counter()
-        kwargs = {"execution_timeout": timeout} if timeout is not None else {}
+        kwargs = {"execution_timeout": timeout}
+        claims_path = out_dir / f"{name}.claims.json"
+        claims_path.unlink(missing_ok=True)  # a file from an earlier run must not be recorded
         try:
-            with _environ(RNI_PROFILE=profile_name, RNI_DEVICE=device_name, RNI_PROGRESS="text"):
+            with _environ(RNI_PROFILE=profile_name, RNI_DEVICE=device_name, RNI_PROGRESS="off",
+                          RNI_WIDGETS="static", RNI_CLAIMS_DIR=str(out_dir.resolve())):
                 pm.execute_notebook(
                     str(src / f"{name}.ipynb"), str(out_path),
                     parameters={"PROFILE": profile_name, "DEVICE": device_name},
@@ -311,11 +348,18 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
             continue
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         rec["status"] = "ok"
+        _finish_copy(out_path, profile_name, device_name, host)
+        if claims_path.exists():
+            from robust_utils.claims import ClaimsTable
+            rec["claims"] = str(claims_path)
+            rec["claims_counts"] = ClaimsTable.from_json(claims_path).counts()
         write_summary()
         if echo:
             print(f" ok ({rec['seconds']:.1f} s)", flush=True)
 
     write_summary()
+    from robust_utils.scoreboard import write_scoreboard
+    write_scoreboard(out_dir)
     if first_failure is not None:
         failed = [r["notebook"] for r in records if r["status"] == "failed"]
         raise NotebookFailed(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; "
@@ -347,7 +391,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-output", action="store_true",
                    help="stream cell outputs to the terminal (papermill's log_output)")
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
-                   help="per-cell timeout (default: none)")
+                   help="per-cell timeout (default: 600 for the smoke profile, 1800 otherwise)")
     p.add_argument("--list", action="store_true", help="list the notebook names and exit")
     return p
 

@@ -151,3 +151,114 @@ def test_cli_exit_codes(books, tmp_path):
     assert wrong_profile.returncode == 2 and "invalid choice" in wrong_profile.stderr
     listed = subprocess.run(base + ["--list"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and listed.stdout.split() == ["01_good", "02_bad"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what the runner does to executed copies: clean outputs, banner, claims, widgets, timeouts
+
+@pytest.fixture
+def rich_book(tmp_path):
+    """A notebook that prints to stderr, shows a progress bar, builds a widget, has a check
+    cell and saves its claims."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _notebook(src / "01_rich.ipynb", [
+        ("markdown", "[Open in Colab](https://example.org)", ["colab-badge"]),
+        ("markdown", "# Part 1 — Rich\n\n## 5. Gradients at inference", None),
+        ("code", *PARAMS),
+        ("code", "import os, sys\n"
+                 "from robust_utils.config import progress_bar\n"
+                 "from robust_utils.interactive import explore, widgets_enabled\n"
+                 "print('result line')\n"
+                 "print('a warning', file=sys.stderr)\n"
+                 "for _ in progress_bar(range(3), desc='bar'): pass\n"
+                 "env = {k: os.environ.get(k) for k in ('RNI_PROGRESS', 'RNI_WIDGETS', 'RNI_CLAIMS_DIR')}\n"
+                 "print(env)", None),
+        ("code", "import ipywidgets as widgets\n"
+                 "explore(lambda level: print('drawn at level', level),\n"
+                 "        level=widgets.IntSlider(value=3, min=0, max=5))", None),
+        ("code", "assert 1 + 1 == 2", ["check"]),
+        ("code", "from robust_utils.claims import ClaimsTable, at_least\n"
+                 "t = ClaimsTable('01_rich')\n"
+                 "t.add('detects', 'MIPR slides, \"Detection\"', {'a': 0.9, 'b': 0.401}, 'smaller',\n"
+                 "      at_least(0.8), section='5. Gradients at inference')\n"
+                 "print(t.save())", None),
+    ])
+    return src, tmp_path / "out"
+
+
+def test_executed_copy_is_clean_with_banner_and_claims(rich_book):
+    from robust_utils import render
+    src, out = rich_book
+    records = runner.run_notebooks(["01_rich"], profile="smoke", device="cpu", output_dir=out,
+                                   notebooks_dir=src, echo=False)
+    rec = records[0]
+    assert rec["status"] == "ok" and rec["timeout"] == 600
+    assert rec["claims"] == str(out / "01_rich.claims.json")
+    assert rec["claims_counts"]["not reproduced"] == 1
+    nb = nbformat.read(out / "01_rich.ipynb", as_version=4)
+    assert render.dirty_outputs(nb) == []
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    assert all(o.name == "stdout" for o in streams)
+    text = "".join(o.text for o in streams)
+    assert "result line" in text and "a warning" not in text and "bar" not in text
+    assert "'RNI_PROGRESS': 'off'" in text and "'RNI_WIDGETS': 'static'" in text
+    assert "drawn at level 3" in text  # the widget cell drew once, statically
+    tags = {t for c in nb.cells for t in c.metadata.get("tags", [])}
+    assert "injected-parameters" in tags
+    for c in nb.cells:
+        t = c.metadata.get("tags", [])
+        if {"parameters", "injected-parameters", "check"} & set(t):
+            assert "remove-cell" in t, t
+    # banner right under the title, a warning for smoke
+    assert render.BANNER_TAG in nb.cells[2].metadata["tags"]
+    banner = nb.cells[2].source
+    assert "Profile **smoke**" in banner and "device **cpu**" in banner and ":class: warning" in banner
+    assert "only show that the code runs" in banner and "`robust_utils` 0." in banner
+    board = (out / "scoreboard.md").read_text()
+    assert "01_rich.html#gradients-at-inference" in board and "Part 1 — Rich" in board
+
+
+def test_stale_claims_are_not_recorded(books):
+    src, out = books
+    out.mkdir()
+    (out / "01_good.claims.json").write_text('{"chapter": "01_good", "claims": []}')
+    rec = runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out,
+                               notebooks_dir=src, echo=False)[0]
+    assert rec["claims"] is None and not (out / "01_good.claims.json").exists()
+    assert "No chapter recorded its claims" in (out / "scoreboard.md").read_text()
+
+
+def test_default_timeout_per_profile(books, monkeypatch):
+    import papermill
+    src, out = books
+    seen = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda *a, **kw: (seen.append(kw["execution_timeout"]),
+                                          nbformat.write(nbformat.read(a[0], as_version=4), a[1])))
+    for profile, expected in (("smoke", 600), ("laptop", 1800)):
+        runner.run_notebooks(["01_good"], profile=profile, device="cpu", output_dir=out,
+                             notebooks_dir=src, echo=False)
+        assert seen[-1] == expected
+    runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out,
+                         notebooks_dir=src, echo=False, timeout=42)
+    assert seen[-1] == 42
+
+
+def test_widgets_interactive_outside_the_runner(monkeypatch):
+    from robust_utils import interactive
+    monkeypatch.delenv("RNI_WIDGETS", raising=False)
+    assert interactive.widgets_enabled()
+    monkeypatch.setenv("RNI_WIDGETS", "static")
+    assert not interactive.widgets_enabled()
+    assert interactive.explore(lambda a, b, c: (a, b, c), a=[("x", 7), ("y", 8)], b=["p", "q"], c=5) == (7, "p", 5)
+    with pytest.raises(TypeError, match="callable"):
+        interactive.explore(3)
+
+
+def test_progress_bar_off(monkeypatch, capsys):
+    from robust_utils.config import progress_bar
+    monkeypatch.setenv("RNI_PROGRESS", "off")
+    assert list(progress_bar(range(4))) == [0, 1, 2, 3]
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
