@@ -91,6 +91,15 @@ def test_first_cells_in_order(path):
 
 
 @needs_notebooks
+@per_notebook
+def test_colab_link_is_text_not_an_image(path):
+    """The Colab badge image comes from the internet: offline it would render broken."""
+    badge = nbformat.read(path, as_version=4).cells[0].source
+    assert "colab.research.google.com/github/" in badge and "Open this chapter in Colab" in badge
+    assert "![" not in badge and "<img" not in badge and ".svg" not in badge
+
+
+@needs_notebooks
 def test_in_sync_with_config():
     url, branch = sync.read_repository()
     stale = sync.out_of_sync(NOTEBOOKS, url, branch)
@@ -139,6 +148,7 @@ def test_sync_inserts_missing_cells_and_strips_outputs(tmp_path):
     assert tags == ["colab-badge", None, "parameters", "setup", None]
     assert ("https://colab.research.google.com/github/owner/repo/blob/dev/notebooks/09_demo.ipynb"
             in synced.cells[0].source)
+    assert "![" not in synced.cells[0].source  # a text link: no image to break offline
     assert "git+https://github.com/owner/repo@dev" in synced.cells[3].source
     assert synced.cells[4].outputs == [] and synced.cells[4].execution_count is None
     nbformat.validate(synced)

@@ -3,7 +3,8 @@
 
 Every notebook in ``notebooks/`` starts with, in order:
 
-1. a markdown cell tagged ``colab-badge``: an "Open in Colab" badge for this very file;
+1. a markdown cell tagged ``colab-badge``: an "Open in Colab" text link for this very file (a
+   link, not the badge image, which would render broken in a book read offline);
 2. the title (a markdown cell starting with ``#``), written by the author;
 3. a code cell tagged ``parameters`` defining ``PROFILE = "auto"``, ``DEVICE = "auto"``,
    ``SEED = 0`` (papermill overrides them; authors may add more parameters below them);
@@ -64,10 +65,14 @@ def read_repository(config_path: Path = CONFIG) -> tuple[str, str]:
 
 
 def badge_source(url: str, branch: str, filename: str) -> str:
-    """Markdown of the "Open in Colab" badge for ``notebooks/<filename>``."""
+    """Markdown of the "Open in Colab" link for ``notebooks/<filename>``.
+
+    A text link, not Colab's badge image: the image comes from the internet and would show as
+    a broken image in a book read offline.
+    """
     owner_repo = url.removeprefix("https://github.com/")
     target = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/notebooks/{filename}"
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({target})")
+    return f"**[Open this chapter in Colab]({target})** (runs it on Google's machines)."
 
 
 def setup_source(url: str, branch: str) -> str:
