@@ -33,6 +33,11 @@ activations, trainers, recipe sets) in ``robust_utils._registry``.
 - :mod:`robust_utils.privacy`: membership inference with shadow models.
 - :mod:`robust_utils.benchmarking`: corruption benchmark, CE and mCE.
 - :mod:`robust_utils.plotting`: figures.
+- :mod:`robust_utils.claims`: a chapter's claims, with verdicts computed by stated rules.
+- :mod:`robust_utils.narrate`: outcome sentences generated from the run's numbers.
+- :mod:`robust_utils.interactive`: widget explorers that draw once under the runner.
 - :mod:`robust_utils.runner`: executes the notebooks with papermill.
+- :mod:`robust_utils.render`: cleans executed copies and adds the run banner.
+- :mod:`robust_utils.scoreboard`: the Conclusions' reproduction scoreboard.
 """
 __version__ = "0.1.0"
