@@ -68,8 +68,8 @@ def scoreboard_markdown(folder, link_prefix: str = "notebooks/") -> str:
     folder = Path(folder)
     tables = [t for t in collect_claims(folder) if len(t)]
     if not tables:
-        return ("No chapter recorded its claims in this build of the book: the scoreboard fills "
-                "in when the chapters are run.\n")
+        return ("No chapter of this build recorded rule-based claims, so the scoreboard is empty. "
+                "It fills in from every chapter that records them, under the profile it ran.\n")
     esc = html.escape
     profiles = sorted({t.profile or "unknown" for t in tables})
     lines = [f"The numbers below come from the **{', '.join(profiles)}** profile"

@@ -167,7 +167,7 @@ def test_from_json_refuses_other_files(tmp_path):
 # ---------------------------------------------------------------------------- scoreboard
 
 def test_scoreboard_empty_and_filled(tmp_path):
-    assert "No chapter recorded its claims" in scoreboard_markdown(tmp_path)
+    assert "No chapter of this build recorded rule-based claims" in scoreboard_markdown(tmp_path)
     table = C.ClaimsTable("01_inference", profile="smoke")
     table.add("Gradients detect novel data", SRC, {"a": 0.95, "b": 0.401}, "smaller",
               C.at_least(0.8), section="5. Gradients at inference")
