@@ -39,7 +39,7 @@ html: setup
 book: notebooks html
 
 test: setup
-	RNI_PROFILE=smoke RNI_OFFLINE=1 RNI_WIDGETS=static MPLBACKEND=Agg RNI_NBVAL_OUTPUT_TIMEOUT=$(OUTPUT_TIMEOUT) $(VENV)/bin/python -m pytest $(TEST_PATHS) --nbval-lax --nbval-cell-timeout=$(or $(CELL_TIMEOUT),600) -p no:cacheprovider $(PYTEST_ARGS)
+	RNI_PROFILE=smoke RNI_OFFLINE=1 RNI_WIDGETS=static RNI_CLAIMS_DIR=$(CURDIR)/runs/nbval-claims MPLBACKEND=Agg RNI_NBVAL_OUTPUT_TIMEOUT=$(OUTPUT_TIMEOUT) $(VENV)/bin/python -m pytest $(TEST_PATHS) --nbval-lax --nbval-cell-timeout=$(or $(CELL_TIMEOUT),600) -p no:cacheprovider $(PYTEST_ARGS)
 
 clean-book:
 	rm -rf book/_build book/notebooks

@@ -543,9 +543,9 @@ class ClaimsTable:
 
     def to_json(self, path) -> Path:
         """Write :meth:`to_dict` to ``path`` (atomically) and return the path."""
-        from .runner import _write_json_atomic
+        from .runner import write_json_atomic
         path = Path(path)
-        _write_json_atomic(path, self.to_dict())
+        write_json_atomic(path, self.to_dict())
         return path
 
     @classmethod

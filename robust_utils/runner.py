@@ -54,6 +54,7 @@ __all__ = [
     "list_notebooks",
     "main",
     "run_notebooks",
+    "write_json_atomic",
 ]
 
 PROFILE_CHOICES = ("auto", "smoke", "laptop", "full")
@@ -160,8 +161,11 @@ def _resolve(profile: str, device: str) -> tuple[str, str]:
     return resolve_profile(profile).name, pick_device(device).type
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never half-written).
+
+    Taught in the Introduction, section "How to run the book".
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -294,7 +298,7 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     ]
 
     def write_summary() -> None:
-        _write_json_atomic(summary, {
+        write_json_atomic(summary, {
             "timestamp": started,
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "profile_requested": profile, "device_requested": device,

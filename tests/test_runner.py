@@ -226,7 +226,7 @@ def test_stale_claims_are_not_recorded(books):
     rec = runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out,
                                notebooks_dir=src, echo=False)[0]
     assert rec["claims"] is None and not (out / "01_good.claims.json").exists()
-    assert "No chapter recorded its claims" in (out / "scoreboard.md").read_text()
+    assert "No chapter of this build recorded rule-based claims" in (out / "scoreboard.md").read_text()
 
 
 def test_default_timeout_per_profile(books, monkeypatch):
