@@ -64,8 +64,13 @@ def show_images(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
 
 def image_table(rows: Sequence, row_labels: Sequence[str], col_labels: Sequence[str], *,
                 cell_titles: Sequence[Sequence[str]] | None = None, cmap: str = "gray",
-                size: float = 1.2, suptitle: str | None = None):
+                size: float = 1.2, suptitle: str | None = None, cbar_label: str | None = None,
+                label_size: float = 8):
     """A table of images: ``rows[i][j]`` is the image at row i, column j (e.g. type x level).
+
+    Images are drawn on the ``[0, 1]`` scale of ``cmap``; ``cbar_label`` adds one colourbar for
+    the whole table with that label (for heat maps such as attributions). ``label_size`` is the
+    font size of the row, column and cell labels, in points.
 
     Taught in Part 1, section "A suite of novel data".
     """
@@ -82,14 +87,21 @@ def image_table(rows: Sequence, row_labels: Sequence[str], col_labels: Sequence[
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(col_labels[j], fontsize=8)
+                ax.set_title(col_labels[j], fontsize=label_size)
             if j == 0:
-                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+                ax.set_ylabel(row_labels[i], fontsize=label_size, rotation=0, ha="right", va="center")
             if cell_titles is not None:
-                ax.set_xlabel(cell_titles[i][j], fontsize=6)
+                ax.set_xlabel(cell_titles[i][j], fontsize=label_size)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    if cbar_label is not None:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=list(axes.flat),
+                          fraction=0.025, pad=0.02)
+        cb.set_label(cbar_label, fontsize=label_size)
+        cb.ax.tick_params(labelsize=label_size)
     return fig
 
 

@@ -64,6 +64,12 @@ def test_figures_build_and_validate():
     assert len(fig.axes) == 6
     plt.close(fig)
     fig = plotting.image_table([[imgs[0], imgs[1]], [imgs[2], imgs[3]]], ["r1", "r2"], ["c1", "c2"])
+    assert len(fig.axes) == 4  # no colourbar unless asked for
+    plt.close(fig)
+    fig = plotting.image_table([[imgs[0], imgs[1]], [imgs[2], imgs[3]]], ["r1", "r2"], ["c1", "c2"],
+                               cmap="magma", cbar_label="|value| / max", label_size=9)
+    assert len(fig.axes) == 5 and fig.axes[-1].get_ylabel() == "|value| / max"
+    assert fig.axes[0].title.get_fontsize() == 9
     plt.close(fig)
     fig = plotting.heatmap(np.arange(6).reshape(2, 3), ["a", "b"], ["x", "y", "z"], fmt=".0f")
     texts = [t.get_text() for t in fig.axes[0].texts]
