@@ -48,7 +48,8 @@ def html_table(df, *, digits: int = 3, first: Sequence[str] = (), max_cols: int 
         Shown above the first block (Markdown is not interpreted; plain text).
     bold_max : bool, optional
         ``True`` bolds each row's largest number, ``False`` its smallest (say which way a score
-        points in the caption); ``None`` bolds nothing.
+        points in the caption); ``None`` bolds nothing. The extreme is taken over the whole row,
+        also when the table is split into blocks.
 
     Taught in the Introduction, section "Claims and verdicts".
     """
@@ -68,14 +69,22 @@ def html_table(df, *, digits: int = 3, first: Sequence[str] = (), max_cols: int 
         max_cols = check_positive_int(max_cols, "max_cols")
     step = max_cols or len(order) or 1
     blocks = [order[i:i + step] for i in range(0, len(order), step)] or [[]]
+    cells_df = df.astype(object)  # row access keeps each column's own type (no 129 -> 129.000)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
+
+    targets = {}  # the extreme of each whole row, so that a split table bolds the same cell
+    if bold_max is not None:
+        for idx, row in cells_df.iterrows():
+            nums = [v for v in row.tolist() if is_num(v)]
+            targets[idx] = (max(nums) if bold_max else min(nums)) if nums else None
     parts = []
     for b, block in enumerate(blocks):
         head = "".join(f"<th>{html.escape(label(c))}</th>" for c in block)
         rows = []
-        for idx, row in df[block].iterrows():
-            nums = [v for v in row.tolist() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                    and not (isinstance(v, float) and math.isnan(v))]
-            target = (max(nums) if bold_max else min(nums)) if (bold_max is not None and nums) else None
+        for idx, row in cells_df[block].iterrows():
+            target = targets.get(idx)
             cells = "".join(
                 f"<td><b>{_cell(v, digits)}</b></td>" if target is not None and v == target and not isinstance(v, bool)
                 else f"<td>{_cell(v, digits)}</td>" for v in row.tolist())

@@ -21,7 +21,9 @@ def test_order_format_and_no_numpy_reprs():
 def test_wide_tables_are_split_and_row_extremes_bolded():
     out = html_table(frame(), max_cols=2, bold_max=True, caption="AUROC; higher = better")
     assert out.count("<table>") == 2 and out.count("<caption>") == 1
-    assert "<b>0.900</b>" in out  # the largest number of the first row
+    assert "<b>65</b>" in out  # the largest number of the first row, in the second block
+    scores = html_table(frame()[["softmax", "H on gradients"]], bold_max=True)
+    assert "<b>0.900</b>" in scores
     assert html_table(frame()[["softmax"]], bold_max=False).count("<b>") == 2
 
 
@@ -32,3 +34,10 @@ def test_bad_inputs():
         html_table([[1]])
     with pytest.raises(ValueError, match="max_cols"):
         html_table(frame(), max_cols=0)
+
+
+def test_integers_stay_integers_and_split_tables_bold_the_row_extreme():
+    df = pd.DataFrame({"a": [0.5], "b": [0.9], "n": [129]}, index=["r"])
+    out = html_table(df, max_cols=1, bold_max=True)
+    assert "<td>129</td>" not in out and "<b>129</b>" in out and "129.000" not in out
+    assert "<b>0.900</b>" not in out  # 129 is the row's largest number, in the third block
