@@ -55,7 +55,7 @@ def show_images(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
             ax.imshow(_to_hw(images[i]), cmap=cmap, vmin=0, vmax=1)
             if titles is not None:
                 color = title_colors[i] if title_colors is not None else "black"
-                ax.set_title(titles[i], fontsize=7, color=color)
+                ax.set_title(titles[i], fontsize=9, color=color)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -133,7 +133,7 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], *, fmt
             if np.isfinite(m[i, j]):
                 r, g, b, _ = im.cmap(im.norm(m[i, j]))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # perceived luminance of the cell
-                ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=7,
+                ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
     cb = fig.colorbar(im, ax=ax)
     if cbar_label:
