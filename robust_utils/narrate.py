@@ -192,14 +192,15 @@ def rank_sentence(scores: Mapping, higher_is_better: bool = True, digits: int = 
     return f"{first}, then {rest}"
 
 
-def say(text: str):
-    """Display ``text`` as Markdown in a notebook (returns the ``IPython.display.Markdown``).
+def say(text: str) -> None:
+    """Display ``text`` as Markdown in a notebook.
+
+    It returns nothing, so a ``say(...)`` that ends a cell is not shown a second time as the
+    cell's value.
 
     Taught in the Introduction, section "Claims and verdicts".
     """
     if not isinstance(text, str):
         raise TypeError(f"say takes a Markdown string, got {type(text).__name__}.")
     from IPython.display import Markdown, display
-    md = Markdown(text)
-    display(md)
-    return md
+    display(Markdown(text))
