@@ -213,3 +213,10 @@ def test_compare_change_direction_rank():
         N.direction([1])
     with pytest.raises(TypeError):
         N.rank_sentence({})
+
+
+def test_say_displays_markdown_and_returns_nothing(capsys):
+    from robust_utils import narrate
+    assert narrate.say("**AUROC** rises") is None
+    with pytest.raises(TypeError, match="Markdown string"):
+        narrate.say(0.5)
