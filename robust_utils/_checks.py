@@ -367,3 +367,17 @@ def check_value_range(value_range, name: str = "value_range") -> tuple[float, fl
     if not lo < hi:
         raise ValueError(f"{name} must have low < high, got {value_range!r}.")
     return lo, hi
+
+
+def check_head_model(model, consequence: str) -> None:
+    """A classifier in eval mode with ``features(x)`` and a final ``nn.Linear`` named ``head``.
+
+    What GradTrust and introspective learning need (``model(x) == model.head(model.features(x))``);
+    ``consequence`` says what training mode would break, as in :func:`check_eval_model`.
+    """
+    check_eval_model(model, consequence)
+    head = getattr(model, "head", None)
+    if not callable(getattr(model, "features", None)) or not isinstance(head, nn.Linear):
+        raise TypeError(f"{type(model).__name__} needs a features(x) method (penultimate features) and a "
+                        "final torch.nn.Linear layer named head, so that model(x) == "
+                        "model.head(model.features(x)); every classifier of robust_utils.models has both.")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (PIXELS, as_numpy_1d, check_eval_model, check_model_input, check_positive_int,
+from ._checks import (PIXELS, as_numpy_1d, check_head_model, check_model_input, check_positive_int,
                       check_same_length, check_value_range)
 from .metrics import declares_direction
 from .ood import check_features, check_logits
@@ -41,14 +41,8 @@ __all__ = [
 
 
 def _check_head_model(model) -> None:
-    """A classifier in eval mode with ``features(x)`` and a linear ``head`` (what GradTrust needs)."""
-    check_eval_model(model, "dropout would give a different GradTrust at every call and batch-norm "
+    check_head_model(model, "dropout would give a different GradTrust at every call and batch-norm "
                             "would mix the images of a batch")
-    head = getattr(model, "head", None)
-    if not callable(getattr(model, "features", None)) or not isinstance(head, nn.Linear):
-        raise TypeError(f"{type(model).__name__} needs a features(x) method (penultimate features) and a "
-                        "final torch.nn.Linear layer named head, so that model(x) == "
-                        "model.head(model.features(x)); every classifier of robust_utils.models has both.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_choice, check_eval_model, check_labels, check_number,
-                      check_positive_int, check_seed)
+from ._checks import (check_choice, check_head_model, check_labels, check_number, check_positive_int,
+                      check_seed)
 from .config import pick_device, progress_bar, seed_everything
 from ._checks import check_bool, check_model_input
 from .training import iterate_minibatches
@@ -74,14 +74,9 @@ def confounding_loss(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
     return (logits.softmax(dim=-1) - ones).pow(2).sum()
 
 
-def _check_model(model: nn.Module) -> None:
-    check_eval_model(model, "dropout and batch-norm batch statistics would make the introspective "
+def _check_model(model) -> None:
+    check_head_model(model, "dropout and batch-norm batch statistics would make the introspective "
                             "features random (a different answer per call)")
-    head = getattr(model, "head", None)
-    if not callable(getattr(model, "features", None)) or not isinstance(head, nn.Linear):
-        raise TypeError(f"{type(model).__name__} needs a features(x) method (penultimate features) and a "
-                        "final torch.nn.Linear layer named head, so that model(x) == "
-                        "model.head(model.features(x)); every classifier of robust_utils.models has both.")
 
 
 def _head_gradients(model: nn.Module, h: torch.Tensor, loss: str) -> torch.Tensor:

@@ -162,3 +162,14 @@ def test_check_bool_generator_value_range_and_long_labels():
         assert y.dtype == torch.long and y.tolist() == [0, 2, 1]
     y = torch.tensor([0, 1])
     assert K.check_labels(y) is y                      # int64 is returned as it is
+
+
+def test_check_head_model_needs_features_a_linear_head_and_eval_mode():
+    from torch import nn
+
+    from robust_utils.models import MLP
+    K.check_head_model(MLP(hidden=(4,)).eval(), "x")
+    with pytest.raises(TypeError, match="features.*head"):
+        K.check_head_model(nn.Linear(2, 2).eval(), "x")
+    with pytest.raises(RuntimeError, match="it would break; call model.eval"):
+        K.check_head_model(MLP(hidden=(4,)).train(), "it would break")
