@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._checks import (check_bool, check_choice, check_eval_model, check_generator, check_labels,
+from ._checks import (check_bool, check_choice, check_eval_model, check_generator, check_head_model, check_labels,
                       check_model_input, check_number, check_positive_int, check_value_range, PIXELS)
 
 __all__ = [
@@ -49,9 +49,19 @@ def _check_x(model: nn.Module, x, value_range) -> torch.Tensor:
     return check_model_input(model, x, value_range=check_value_range(value_range))
 
 
+_EVAL_CONSEQUENCE = ("dropout and batch-norm batch statistics would make the gradients random "
+                     "(a different answer per call)")
+
+
 def _check_eval(model: nn.Module) -> None:
-    check_eval_model(model, "dropout and batch-norm batch statistics would make the gradients random "
-                            "(a different answer per call)")
+    check_eval_model(model, _EVAL_CONSEQUENCE)
+
+
+def _check_inputs(model: nn.Module, x, y, value_range):
+    """The checks every per-sample-gradient function starts with; returns the int64 labels (or None)."""
+    _check_eval(model)
+    _check_x(model, x, value_range)
+    return None if y is None else check_labels(y, n=x.shape[0], name="y")
 
 
 def _resolve_params(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
@@ -125,10 +135,7 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
 
     Taught in Part 1, section "Gradients at inference".
     """
-    _check_eval(model)
-    _check_x(model, x, value_range)
-    if y is not None:
-        y = check_labels(y, n=x.shape[0], name="y")
+    y = _check_inputs(model, x, y, value_range)
     generator = check_generator(generator)
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
@@ -171,11 +178,8 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     as in :func:`per_sample_gradients` (default ``(0, 1)``; ``None`` for any range).
     Taught in Part 1, section "Gradient surprise on novel data".
     """
-    _check_eval(model)
-    _check_x(model, x, value_range)
+    y = _check_inputs(model, x, y, value_range)
     batch_size = check_positive_int(batch_size, "batch_size")
-    if y is not None:
-        y = check_labels(y, n=x.shape[0], name="y")
     generator = check_generator(generator)
     out = []
     for i in range(0, x.shape[0], batch_size):
@@ -195,11 +199,8 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
 
     Taught in Part 1, section "Gradient surprise on novel data".
     """
-    _check_eval(model)
-    _check_x(model, x, value_range)
+    y = _check_inputs(model, x, y, value_range)
     batch_size = check_positive_int(batch_size, "batch_size")
-    if y is not None:
-        y = check_labels(y, n=x.shape[0], name="y")
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], batch_size):
         yi = None if y is None else y[i:i + batch_size]
@@ -226,9 +227,7 @@ def last_layer_factors(model: nn.Module, x: torch.Tensor, batch_size: int = 1024
     _check_eval(model)
     _check_x(model, x, value_range)
     batch_size = check_positive_int(batch_size, "batch_size")
-    if not (hasattr(model, "features") and isinstance(getattr(model, "head", None), nn.Linear)):
-        raise TypeError(f"{type(model).__name__} needs .features(x) and a linear .head; use a model "
-                        "from robust_utils.models.")
+    check_head_model(model, _EVAL_CONSEQUENCE)  # features(x) and a linear head (after the input checks)
     gaps, norms = [], []
     for i in range(0, x.shape[0], batch_size):
         h = model.features(x[i:i + batch_size])
