@@ -1,4 +1,4 @@
-"""The book's classifiers: one base class and three small architectures.
+"""The book's classifiers: one base class and four small architectures.
 
 Every model takes float images in ``[0, 1]`` and normalises them *inside* (a :class:`Normalize`
 module whose mean and standard deviation are buffers). Attacks, corruptions and explanations
@@ -38,6 +38,7 @@ __all__ = [
     "MLP",
     "PreActBlock",
     "PreActResNet",
+    "TradesCNN",
     "ACTIVATIONS",
     "register_activation",
     "make_activation",
@@ -68,6 +69,7 @@ def register_activation(name: str, factory: Callable[[], nn.Module] | None = Non
 
 
 register_activation("relu", nn.ReLU)
+register_activation("elu", nn.ELU)  # smooth: the activation of WRM's certified networks (Part 5)
 
 
 def make_activation(name: str = "relu") -> nn.Module:
@@ -472,6 +474,70 @@ class PreActResNet(BookModel):
         return self.flatten(self.pool(self.relu(self.bn(z))))
 
 
+
+class TradesCNN(BookModel):
+    """The small CNN of the TRADES and UDR MNIST experiments (Zhang et al., 2019; Bui et al., 2022).
+
+    ``conv 3x3 (32) -> act -> conv 3x3 (32) -> act -> max-pool 2 -> conv 3x3 (64) -> act ->
+    conv 3x3 (64) -> act -> max-pool 2 -> flatten -> FC 200 -> act -> dropout -> FC 200 -> act
+    -> FC num_classes`` (the last layer is :attr:`head`), no padding, as in the TRADES code.
+    The features are the second FC layer's 200 activations. TRADES feeds the network raw
+    ``[0, 1]`` pixels, hence the default ``mean = 0, std = 1`` inside the model.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 1
+    dropout : float in [0, 1), default 0.5
+        Between the two FC layers (the TRADES code's ``drop = 0.5``).
+    mean, std : float or sequence, default 0.0, 1.0
+    input_size : int or (int, int), default 28
+        Each side must leave a positive size after the two conv-conv-pool stages (>= 14).
+    activation : str, default "relu"
+        A name of :data:`ACTIVATIONS` (WRM's certificate asks for a smooth one: ``"elu"``).
+
+    Taught in Part 5, section "Training the eight networks".
+    """
+
+    arch = "trades_cnn"
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5,
+                 mean=0.0, std=1.0, input_size=28, activation: str = "relu"):
+        super().__init__(num_classes, in_channels, input_size, mean, std)
+        act = lambda: make_activation(activation)  # noqa: E731
+        dropout = check_fraction(dropout, "dropout")
+        if dropout >= 1.0:
+            raise ValueError("dropout must be < 1 (1 would zero every feature).")
+        h, w = self.input_size
+        fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
+        if fh < 1 or fw < 1:
+            raise ValueError(f"input_size {self.input_size} is too small for two conv-conv-pool "
+                             "stages of 3x3 kernels; use at least 14x14 images.")
+        self.conv1 = nn.Conv2d(self.in_channels, 32, kernel_size=3)
+        self.act1 = act()
+        self.conv2 = nn.Conv2d(32, 32, kernel_size=3)
+        self.act2 = act()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(32, 64, kernel_size=3)
+        self.act3 = act()
+        self.conv4 = nn.Conv2d(64, 64, kernel_size=3)
+        self.act4 = act()
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64 * fh * fw, 200)
+        self.act5 = act()
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(200, 200)
+        self.act6 = act()
+        self.head = nn.Linear(200, self.num_classes)
+
+    def _features(self, z: torch.Tensor) -> torch.Tensor:
+        z = self.pool1(self.act2(self.conv2(self.act1(self.conv1(z)))))
+        z = self.pool2(self.act4(self.conv4(self.act3(self.conv3(z)))))
+        z = self.dropout(self.act5(self.fc1(self.flatten(z))))
+        return self.act6(self.fc2(z))
+
+
 #: Architecture name -> builder (a class or a function returning an ``nn.Module``); the names
 #: used by :func:`build_model` and the model cache. A builder may return an ``nn.ModuleDict`` of
 #: several modules trained together (a generator and its discriminator, say): the cache stores
@@ -496,6 +562,7 @@ def register_architecture(name: str, builder: Callable[..., nn.Module] | None = 
 register_architecture("c3lt_cnn", C3LTClassifier)
 register_architecture("mlp", MLP)
 register_architecture("preact_resnet", PreActResNet)
+register_architecture("trades_cnn", TradesCNN)
 
 
 def architecture_parameters(arch: str) -> list[str]:
