@@ -140,7 +140,8 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
                  params: dict | None = None, batch_size: int = 128, lr: float = 1e-3,
                  optimizer: str = "adam", weight_decay: float = 0.0, schedule: str = "cosine",
                  device="cpu", seed: int = 0, val_data: tuple | None = None,
-                 progress: bool = True, desc: str | None = None) -> dict:
+                 box: tuple[float, float] | None = (0.0, 1.0), progress: bool = True,
+                 desc: str | None = None) -> dict:
     """Train ``model`` with a robust objective of :data:`ROBUST_METHODS` on ``[0, 1]`` images.
 
     Parameters
@@ -148,7 +149,8 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     model : nn.Module
         A classifier taking ``[0, 1]`` images (e.g. ``build_model("trades_cnn")``).
     x, y : Tensor
-        Training images ``(N, C, H, W)`` and labels.
+        Training images ``(N, C, H, W)`` in ``box`` and labels (any ``(N, ...)`` float inputs
+        when ``box`` is None).
     method : str
         ``"pgd_at"``, ``"trades"``, ``"mart"``, ``"wrm"``, ``"udr_pgd"``, ``"udr_trades"`` or
         ``"udr_mart"``.
@@ -163,6 +165,9 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     val_data : (Tensor, Tensor), optional
         Held-out images; the first ``track_n`` are evaluated (clean and PGD-10 at ``eps``) after
         every epoch.
+    box : (float, float) or None, default (0, 1)
+        The range the adversarial inputs are clipped to: the pixel range for images, ``None``
+        for unbounded inputs such as the 2-D points of the toy example.
     progress : bool
         A progress bar showing the clean and adversarial loss and, for UDR, lambda.
 
@@ -182,7 +187,10 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     check_choice(method, "robust method", ROBUST_METHODS)
     p = _check_params(method, dict(params or {}))
     risk, udr = ROBUST_METHODS[method]
-    x = check_images(x, "x")
+    if box is not None:
+        x = check_images(x, "x")
+    elif not isinstance(x, torch.Tensor) or not torch.is_floating_point(x) or x.dim() < 2:
+        raise ValueError("x must be a floating-point tensor of shape (N, ...).")
     y = check_labels(y, n=x.shape[0], num_classes=getattr(model, "num_classes", None), name="y")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -210,7 +218,7 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     hist = {k: [] for k in ("loss", "clean_loss", "adv_loss", "time", "mean_abs_delta",
                             "beyond_eps")}
     hist["lambda"] = [lam] if udr else []
-    if val_data is not None:
+    if val_data is not None and box is not None:
         xv, yv = val_data[0][:p["track_n"]].to(dev), val_data[1][:p["track_n"]].to(dev)
         hist["val_accuracy"], hist["val_pgd_accuracy"] = [], []
     eps = p.get("eps")
@@ -227,13 +235,13 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
                 # 1. the adversarial examples, with the network in the chosen mode
                 model.train(p.get("attack_mode", "eval") == "train")
                 if risk == "wrm":
-                    xa = wrm_maximise(model, xb, yb, gamma=p["gamma"], steps=p["wrm_steps"])
+                    xa = wrm_maximise(model, xb, yb, gamma=p["gamma"], steps=p["wrm_steps"])  # no box
                 else:
                     xa = inner_maximise(model, xb, yb, eps=eps, alpha=p["alpha"], steps=p["steps"],
                                         objective="ce" if risk == "pgd" else "kl",
                                         kl_direction=p.get("kl_direction", "slides"),
                                         udr={"lam": lam, "tau": p["tau"], "rule": p["pullback"]} if udr else None,
-                                        generator=start_gen)
+                                        generator=start_gen, box=box)
                 delta = (xa - xb).flatten(1)
                 # 2. UDR: lambda follows the mean smoothed cost of the period
                 if udr:
@@ -278,7 +286,7 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
             hist["mean_abs_delta"].append(float(sums["abs"]) / seen)
             hist["beyond_eps"].append(float(sums["beyond"]) / seen)
             hist["time"].append(time.perf_counter() - t0)
-            if val_data is not None:
+            if val_data is not None and box is not None:
                 hist["val_accuracy"].append(_correct(model, xv, yv) / max(1, xv.shape[0]))
                 hist["val_pgd_accuracy"].append(
                     pgd_accuracy(model, xv, yv, eps=eps if eps is not None else 0.1, steps=10))

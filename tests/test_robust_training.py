@@ -252,3 +252,29 @@ def test_part5_recipe_set():
     assert recipes["WRM"].arch_kwargs == (("activation", "elu"),) or \
         dict(recipes["WRM"].arch_kwargs) == {"activation": "elu"}
     assert all(dict(r.objective_params).get("eps", 0.1) == 0.1 for r in recipes.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# The 2-D toy
+# ---------------------------------------------------------------------------------------------
+def test_two_moons_toy_trains_and_robust_training_helps():
+    from robust_utils.robust_objectives import inner_maximise
+    from robust_utils.robust_toy import decision_grid, train_toy, two_moons
+
+    x, y = two_moons(200, seed=0)
+    assert x.shape == (200, 2) and set(y.tolist()) == {0, 1}
+    assert torch.allclose(x.mean(0), torch.zeros(2), atol=1e-5)
+    xt, yt = two_moons(200, seed=1)
+    robust = {}
+    for method in ("standard", "pgd_at"):
+        model, hist = train_toy(method, x, y, eps=0.3, epochs=40)
+        adv = inner_maximise(model, xt, yt, eps=0.3, alpha=0.1, steps=10, box=None)
+        assert float((model(xt).argmax(1) == yt).float().mean()) > 0.85
+        robust[method] = float((model(adv).argmax(1) == yt).float().mean())
+    assert robust["pgd_at"] > robust["standard"]
+    xx, yy, p1 = decision_grid(model, n=20)
+    assert p1.shape == (20, 20) and 0 <= p1.min() <= p1.max() <= 1
+    with pytest.raises(ValueError, match="unknown toy method"):
+        train_toy("madry", x, y)
+    with pytest.raises(ValueError, match="xlim"):
+        decision_grid(model, xlim=(1, -1))
