@@ -7,6 +7,8 @@ from torch import nn
 
 from robust_utils.attacks import fgsm, pgd, robust_accuracy
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 def _data(n: int = 64, seed: int = 0):
     """Two classes of 1x8x8 images: bright left half (0) or bright right half (1), plus noise."""
     g = torch.Generator().manual_seed(seed)
@@ -236,3 +238,243 @@ def test_integer_label_dtypes_and_numpy_bools(model):
             pgd(model, x, y, 0.03, random_start=bad)
     with pytest.raises(TypeError, match="progress must be True or False"):
         pgd(model, x, y, 0.03, progress="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 5: both norms, a given start, targets, restarts, per-image results
+# ---------------------------------------------------------------------------------------------
+from robust_utils.attacks import _random_start, robust_correct  # noqa: E402
+
+
+def _torchattacks_linf_start(x, eps, seed):
+    """The random start torchattacks.PGD draws after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    return torch.clamp(x + torch.empty_like(x).uniform_(-eps, eps), min=0, max=1)
+
+
+def _torchattacks_l2_start(x, eps, seed):
+    """The random start torchattacks.PGDL2 draws after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    delta = torch.empty_like(x).normal_()
+    n = delta.view(x.size(0), -1).norm(p=2, dim=1).view(x.size(0), 1, 1, 1)
+    r = torch.zeros_like(n).uniform_(0, 1)
+    return torch.clamp(x + delta * r / n * eps, min=0, max=1)
+
+
+@pytest.mark.requires("torchattacks")
+def test_pgd_with_start_equals_torchattacks_exactly(model):
+    import torchattacks
+
+    x, y = _data()
+    state = torch.random.get_rng_state()
+    try:
+        for eps, alpha, steps, seed in ((0.05, 0.01, 10, 0), (0.2, 0.05, 5, 7), (0.1, 0.01, 3, 1)):
+            start = _torchattacks_linf_start(x, eps, seed)
+            torch.manual_seed(seed)
+            ref = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+            ours = pgd(model, x, y, eps, alpha=alpha, steps=steps, start=start, batch_size=16)
+            assert torch.equal(ours, ref)
+        # 3 steps of 0.01 cannot cross a ball of radius 0.1: the start shows in the result
+        assert not torch.equal(ours, pgd(model, x, y, eps, alpha=alpha, steps=steps, random_start=False))
+    finally:
+        torch.random.set_rng_state(state)
+
+
+@pytest.mark.requires("torchattacks")
+def test_targeted_pgd_equals_torchattacks_exactly(model):
+    import torchattacks
+
+    x, y = _data()
+    target = 1 - y
+    atk = torchattacks.PGD(model, eps=0.1, alpha=0.02, steps=6, random_start=False)
+    atk.set_mode_targeted_by_label(quiet=True)
+    ours = pgd(model, x, target, 0.1, alpha=0.02, steps=6, random_start=False, targeted=True)
+    assert torch.equal(ours, atk(x, target))
+
+
+@pytest.mark.requires("torchattacks")
+def test_pgd_l2_with_start_equals_torchattacks():
+    """torchattacks divides by ||g||_2 + 1e-10, with g the gradient of the *mean* loss: on a
+    confident model (gradients of 1e-12) the 1e-10 dominates, so the comparison uses an untrained
+    model, whose gradients are large enough for the 1e-10 to vanish below float32 rounding."""
+    import torchattacks
+
+    m = _tiny_model(train=False)
+    x, y = _data()
+    state = torch.random.get_rng_state()
+    try:
+        for eps, alpha, steps, seed in ((0.5, 0.1, 10, 0), (2.0, 0.5, 5, 3)):
+            start = _torchattacks_l2_start(x, eps, seed)
+            torch.manual_seed(seed)
+            ref = torchattacks.PGDL2(m, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+            ours = pgd(m, x, y, eps, alpha=alpha, steps=steps, start=start, norm="l2", batch_size=16)
+            torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def test_pgd_is_backward_compatible(model):
+    """The Part 3 algorithm, written out: restarts=1, L-inf, uniform start from a seeded generator."""
+    x, y = _data(16)
+    eps, alpha, steps = 0.1, 0.02, 4
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) * (2 * eps) - eps
+    adv = torch.clamp(x + noise, 0, 1)
+    for _ in range(steps):
+        a = adv.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(model(a), y, reduction="sum"), a)
+        adv = torch.clamp(x + torch.clamp(adv + alpha * g.sign() - x, -eps, eps), 0, 1)
+    ours = pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=3)
+    assert torch.equal(ours, adv)
+    assert torch.equal(ours, pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=3, norm="linf", restarts=1,
+                                 targeted=False, start=None))
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.8), ("l2", 3.0)])
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_projection_invariants(model, norm, eps, restarts):
+    x, y = _data(32)
+    x[0], x[1] = 0.0, 1.0                       # pixels at the border of [0, 1]
+    adv = pgd(model, x, y, eps, steps=5, norm=norm, restarts=restarts, batch_size=10)
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+    delta = (adv - x).flatten(1)
+    if norm == "linf":
+        assert float(delta.abs().max()) <= eps + 1e-6
+    else:
+        assert float(delta.norm(dim=1).max()) <= eps + 1e-6
+    assert float(delta.norm(dim=1).max()) > 0
+
+
+def test_l2_random_start_is_uniform_in_the_ball():
+    """Radius eps * U^(1/d): (r / eps)^d is uniform on [0, 1] (mean 1/2; torchattacks' eps * U gives
+    a mean of 1/(d+1) = 0.2 for d = 4 pixels); the direction is isotropic."""
+    x = torch.full((4000, 1, 2, 2), 0.5)
+    eps = 0.3
+    delta = _random_start(x, eps, "l2", seed=0, dev=torch.device("cpu"))
+    r = delta.flatten(1).norm(dim=1)
+    assert float(r.max()) <= eps * (1 + 1e-6)
+    u = (r / eps) ** 4
+    assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.var()) - 1 / 12) < 0.01
+    assert float(delta.mean(0).abs().max()) < 0.01
+    assert torch.equal(delta, _random_start(x, eps, "l2", seed=0, dev=torch.device("cpu")))
+
+
+def test_default_alpha_for_l2(model):
+    x, y = _data(8)
+    assert torch.equal(pgd(model, x, y, 1.5, steps=4, norm="l2", random_start=False),
+                       pgd(model, x, y, 1.5, alpha=2.5 * 1.5 / 4, steps=4, norm="l2", random_start=False))
+
+
+class _Linear3(nn.Module):
+    """Three classes, logits W x with fixed W (1x4x4 images)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 16, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.t()
+
+
+def test_targeted_pgd_reaches_the_target_on_a_linear_model():
+    m = _Linear3().eval()
+    x = 0.4 + 0.2 * torch.rand(24, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = m(x)
+    y = logits.argmax(1)
+    target = logits.argmin(1)                   # the least likely class
+    adv = pgd(m, x, target, 0.3, steps=20, targeted=True)
+    with torch.no_grad():
+        assert torch.equal(m(adv).argmax(1), target)
+    assert float((adv - x).abs().max()) <= 0.3 + 1e-6
+    adv2 = pgd(m, x, target, 0.3, steps=20, targeted=True, norm="l2", random_start=False)
+    with torch.no_grad():
+        ce = nn.functional.cross_entropy
+        assert float(ce(m(adv2), target)) < float(ce(m(x), target))
+    untargeted = pgd(m, x, y, 0.3, steps=20)
+    assert not torch.equal(m(untargeted).argmax(1), y)
+
+
+def test_restarts_pick_the_first_success_and_never_lose(model):
+    x, y = _data(64, seed=5)
+    eps, alpha, steps = 0.2, 0.05, 3             # short enough for the start to matter
+    runs = [pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=11 + r) for r in range(3)]
+    fooled = [~robust_correct(model, a, y) for a in runs]
+    assert 0 < int(fooled[0].sum()) < 64      # some, not all: restarts have something to do
+    expected = runs[2].clone()
+    for r in (1, 0):                            # the first restart that fools wins
+        expected[fooled[r]] = runs[r][fooled[r]]
+    multi = pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=11, restarts=3, batch_size=9)
+    assert torch.equal(multi, expected)
+    ok_multi = ~robust_correct(model, multi, y)
+    assert bool((ok_multi | ~fooled[0]).all())  # every image fooled by one restart is fooled by three
+    assert int(ok_multi.sum()) > int(fooled[0].sum())
+    assert torch.equal(multi[fooled[0]], runs[0][fooled[0]])
+
+
+def test_restarts_only_attack_images_not_yet_fooled(model):
+    x, y = _data(64, seed=5)
+    eps, alpha, steps = 0.2, 0.05, 3
+    fooled = int((~robust_correct(model, pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=11), y)).sum())
+    assert 0 < fooled < 64
+    seen = []
+    handle = model.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    try:
+        pgd(model, x, y, eps, alpha=alpha, steps=steps, seed=11, restarts=2)
+    finally:
+        handle.remove()
+    # restart 0: 64 images x 3 steps + 64 for the "fooled?" check; restart 1: the rest x 3 steps
+    assert sum(seen) == 64 * steps + 64 + (64 - fooled) * steps
+
+
+def test_robust_correct_and_directions(model):
+    from robust_utils.metrics import score_direction
+
+    x, y = _data(10)
+    y_wrong = y.clone()
+    y_wrong[[1, 4, 5]] = 1 - y_wrong[[1, 4, 5]]
+    c = robust_correct(model, x, y_wrong, batch_size=3)
+    assert c.dtype == torch.bool and c.shape == (10,)
+    assert c.tolist() == [i not in (1, 4, 5) for i in range(10)]
+    assert robust_accuracy(model, x, y_wrong) == pytest.approx(0.7) == float(c.float().mean())
+    assert score_direction(robust_correct) == "better" == score_direction(robust_accuracy)
+    with pytest.raises(RuntimeError, match="model.eval"):
+        robust_correct(_tiny_model(train=False).train(), x, y)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        robust_correct(model, x, y, batch_size=0)
+
+
+def test_bad_inputs_of_the_part5_options(model):
+    x, y = _data(4)
+    with pytest.raises(ValueError, match=r"unknown norm 'l1'; choose one of: linf, l2"):
+        pgd(model, x, y, 0.1, norm="l1")
+    with pytest.raises(ValueError, match=r"eps must be > 0, got -1\. eps is an L2 length"):
+        pgd(model, x, y, -1.0, norm="l2")
+    with pytest.raises(ValueError, match="eps must be a finite number"):
+        pgd(model, x, y, float("inf"), norm="l2")
+    with pytest.raises(ValueError, match="eps must be <= 1"):
+        pgd(model, x, y, 2.0)                           # 2.0 is an L2 radius, not an L-inf budget
+    assert pgd(model, x, y, 2.0, norm="l2", steps=1).shape == x.shape
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        pgd(model, x, y, 0.5, norm="l2", steps=0)
+    with pytest.raises(ValueError, match="restarts must be >= 1"):
+        pgd(model, x, y, 0.1, restarts=0)
+    with pytest.raises(ValueError, match="restarts=2 needs random_start=True"):
+        pgd(model, x, y, 0.1, restarts=2, random_start=False)
+    with pytest.raises(TypeError, match="targeted must be True or False"):
+        pgd(model, x, y, 0.1, targeted="yes")
+    inside = (x + 0.05).clamp(0, 1)
+    with pytest.raises(ValueError, match=r"start must lie inside the linf ball of radius eps = 0\.01 .* "
+                                         r"x \+ \(start - x\)\.clamp\(-eps, eps\)"):
+        pgd(model, x, y, 0.01, start=inside)
+    with pytest.raises(ValueError, match="start must lie inside the l2 ball"):
+        pgd(model, x, y, 0.1, start=inside, norm="l2")  # ||delta||_2 = 0.05 * 8 = 0.4 > 0.1
+    pgd(model, x, y, 0.4 + 1e-4, start=inside, norm="l2", steps=1)
+    with pytest.raises(ValueError, match="start must have the shape of x"):
+        pgd(model, x, y, 0.1, start=inside[:2])
+    with pytest.raises(ValueError, match=r"start must lie in \[0, 1\]"):
+        pgd(model, x, y, 0.5, start=x + 0.45)
+    with pytest.raises(TypeError, match="start must be None or a tensor"):
+        pgd(model, x, y, 0.1, start=x.numpy())
+    with pytest.raises(TypeError, match="start has dtype torch.float64"):
+        pgd(model, x, y, 0.1, start=x.double())
