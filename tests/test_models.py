@@ -10,6 +10,7 @@ SMALL = {
     "c3lt_cnn": {},
     "mlp": {"hidden": (16, 8)},
     "preact_resnet": {"widths": (4, 8), "blocks_per_stage": (1, 1)},
+    "trades_cnn": {},
 }
 
 
@@ -20,7 +21,7 @@ def model(request):
 
 
 def test_registry_names_and_classes():
-    assert set(ARCHITECTURES) == {"c3lt_cnn", "mlp", "preact_resnet"}
+    assert set(ARCHITECTURES) == {"c3lt_cnn", "mlp", "preact_resnet", "trades_cnn"}
     for name, cls in ARCHITECTURES.items():
         assert issubclass(cls, BookModel) and cls.arch == name
 
@@ -183,14 +184,14 @@ def test_activation_is_an_architecture_argument():
     assert "relu" in ACTIVATIONS and isinstance(make_activation("relu"), torch.nn.ReLU)
     register_activation("test_tanh", torch.nn.Tanh)
     try:
-        for arch in ("c3lt_cnn", "mlp", "preact_resnet"):
+        for arch in ("c3lt_cnn", "mlp", "preact_resnet", "trades_cnn"):
             m = build_model(arch, activation="test_tanh")
             assert any(isinstance(mod, torch.nn.Tanh) for mod in m.modules())
             assert not any(isinstance(mod, torch.nn.ReLU) for mod in m.modules())
             assert not any(isinstance(mod, torch.nn.Tanh) for mod in build_model(arch).modules())
     finally:
         ACTIVATIONS.unregister("test_tanh")
-    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: relu"):
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: elu, relu"):
         build_model("mlp", activation="swish")
 
 
@@ -213,3 +214,15 @@ def test_registering_an_architecture_from_another_module():
             build_model("test_models_bad")
     finally:
         ARCHITECTURES.unregister("test_models_bad")
+
+
+def test_trades_cnn_layers_and_sizes():
+    """The TRADES small CNN: 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4, so 64 * 4 * 4 inputs to FC 200."""
+    m = build_model("trades_cnn").eval()
+    assert m.fc1.in_features == 64 * 4 * 4 and m.fc2.out_features == 200 and m.head.in_features == 200
+    assert [c.out_channels for c in m.conv_layers().values()] == [32, 32, 64, 64]
+    assert m.last_conv_name == "conv4" and m.features(torch.rand(3, 1, 28, 28)).shape == (3, 200)
+    assert float(m.normalize.mean.flatten()[0]) == 0.0  # raw [0, 1] pixels, as in the TRADES code
+    assert isinstance(build_model("trades_cnn", activation="elu").act1, torch.nn.ELU)
+    with pytest.raises(ValueError, match="at least 14x14"):
+        build_model("trades_cnn", input_size=12)
