@@ -86,6 +86,14 @@ def make_activation(name: str = "relu") -> nn.Module:
     return module
 
 
+def _check_dropout(dropout) -> float:
+    """A dropout rate in [0, 1): 1 would zero every feature."""
+    dropout = check_fraction(dropout, "dropout")
+    if dropout >= 1.0:
+        raise ValueError("dropout must be < 1 (1 would zero every feature).")
+    return dropout
+
+
 def _as_channel_values(value, in_channels: int, name: str) -> torch.Tensor:
     """Turn a float or a per-channel sequence into a ``(1, C, 1, 1)`` float tensor."""
     if isinstance(value, torch.Tensor):
@@ -287,9 +295,7 @@ class C3LTClassifier(BookModel):
                  mean=0.5, std=0.5, input_size=28, activation: str = "relu"):
         super().__init__(num_classes, in_channels, input_size, mean, std)
         act = lambda: make_activation(activation)  # noqa: E731
-        dropout = check_fraction(dropout, "dropout")
-        if dropout >= 1.0:
-            raise ValueError("dropout must be < 1 (1 would zero every feature).")
+        dropout = _check_dropout(dropout)
         h, w = self.input_size
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         if fh < 1 or fw < 1:
@@ -360,9 +366,7 @@ class MLP(BookModel):
         if isinstance(hidden, int) or not isinstance(hidden, Sequence):
             raise TypeError(f"hidden must be a sequence of layer widths, e.g. (256, 128), got {hidden!r}.")
         hidden = tuple(check_positive_int(v, "hidden width") for v in hidden)
-        dropout = check_fraction(dropout, "dropout")
-        if dropout >= 1.0:
-            raise ValueError("dropout must be < 1 (1 would zero every feature).")
+        dropout = _check_dropout(dropout)
         self.in_features, self.hidden = in_features, hidden
         self.flatten = nn.Flatten()
         layers: list[nn.Module] = []
@@ -505,9 +509,7 @@ class TradesCNN(BookModel):
                  mean=0.0, std=1.0, input_size=28, activation: str = "relu"):
         super().__init__(num_classes, in_channels, input_size, mean, std)
         act = lambda: make_activation(activation)  # noqa: E731
-        dropout = check_fraction(dropout, "dropout")
-        if dropout >= 1.0:
-            raise ValueError("dropout must be < 1 (1 would zero every feature).")
+        dropout = _check_dropout(dropout)
         h, w = self.input_size
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         if fh < 1 or fw < 1:

@@ -30,10 +30,10 @@ from torch import nn
 from ._checks import (check_bool, check_choice, check_images, check_labels, check_number,
                       check_positive_int, check_seed)
 from .config import pick_device, progress_bar, seed_everything
-from .robust_objectives import (KL_DIRECTIONS, PULLBACK_RULES, RISKS, inner_maximise, robust_risk,
+from .robust_objectives import (KL_DIRECTIONS, PULLBACK_RULES, inner_maximise, robust_risk,
                                 smoothed_cost, update_lambda, wrm_maximise)
-from .training import (OPTIMIZERS, SCHEDULES, _make_scheduler, evaluate_accuracy, iterate_minibatches,
-                       recipe_data, register_trainer)
+from .training import (_check_schedule, _make_optimizer, _make_scheduler, evaluate_accuracy,
+                       iterate_minibatches, recipe_data, register_trainer)
 
 __all__ = [
     "ROBUST_METHODS",
@@ -192,13 +192,8 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     elif not isinstance(x, torch.Tensor) or not torch.is_floating_point(x) or x.dim() < 2:
         raise ValueError("x must be a floating-point tensor of shape (N, ...).")
     y = check_labels(y, n=x.shape[0], num_classes=getattr(model, "num_classes", None), name="y")
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_number(lr, "lr")
-    weight_decay = check_number(weight_decay, "weight_decay", strict=False)
-    check_choice(optimizer, "optimizer", OPTIMIZERS)
-    check_choice(schedule, "schedule", SCHEDULES)
-    seed = check_seed(seed)
+    epochs, batch_size, lr, weight_decay, seed = _check_schedule(epochs, batch_size, lr, weight_decay,
+                                                                 optimizer, schedule, seed)
     progress = check_bool(progress, "progress")
 
     dev = pick_device(device)
@@ -207,9 +202,7 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
     x, y = x.to(dev), y.to(dev)
     order_gen = torch.Generator().manual_seed(seed)
     start_gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    params_ = [q for q in model.parameters() if q.requires_grad]
-    opt = (torch.optim.Adam(params_, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
-           else torch.optim.SGD(params_, lr=lr, momentum=0.9, weight_decay=weight_decay))
+    opt = _make_optimizer(model, optimizer, lr, weight_decay)
     drop_last = x.shape[0] % batch_size == 1
     steps_per_epoch = x.shape[0] // batch_size + (0 if drop_last or x.shape[0] % batch_size == 0 else 1)
     scheduler = _make_scheduler(opt, schedule, epochs * steps_per_epoch)

@@ -157,6 +157,24 @@ def _make_scheduler(opt, schedule: str, total_steps: int):
     return None
 
 
+def _check_schedule(epochs, batch_size, lr, weight_decay, optimizer, schedule, seed):
+    """The optimisation arguments every training loop takes, checked: (epochs, batch_size, lr, wd, seed)."""
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(schedule, "schedule", SCHEDULES)
+    return (check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size"),
+            check_number(lr, "lr"), check_number(weight_decay, "weight_decay", strict=False), check_seed(seed))
+
+
+def _make_optimizer(model: nn.Module, optimizer: str, lr: float, weight_decay: float):
+    """Adam, or SGD with momentum 0.9, over the model's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters.")
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -220,13 +238,8 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     y = check_labels(y, n=x.shape[0], num_classes=num_classes, name="y")
     if x.shape[0] < 2:
         raise ValueError("training needs at least 2 images (batch norm cannot train on one).")
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_number(lr, "lr")
-    weight_decay = check_number(weight_decay, "weight_decay", strict=False)
-    check_choice(optimizer, "optimizer", OPTIMIZERS)
-    check_choice(schedule, "schedule", SCHEDULES)
-    seed = check_seed(seed)
+    epochs, batch_size, lr, weight_decay, seed = _check_schedule(epochs, batch_size, lr, weight_decay,
+                                                                 optimizer, schedule, seed)
     if isinstance(augment, str):
         check_choice(augment, "augmentation", AUGMENTATIONS)
         augment = AUGMENTATIONS[augment]
@@ -246,13 +259,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     order_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=dev).manual_seed(seed + 1)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters.")
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    opt = _make_optimizer(model, optimizer, lr, weight_decay)
     n = x.shape[0]
     # A final batch of one image would break batch norm in train mode: drop it in that case.
     drop_last = n % batch_size == 1
