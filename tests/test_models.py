@@ -191,7 +191,7 @@ def test_activation_is_an_architecture_argument():
             assert not any(isinstance(mod, torch.nn.Tanh) for mod in build_model(arch).modules())
     finally:
         ACTIVATIONS.unregister("test_tanh")
-    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: elu, relu"):
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: elu, hhrelu, relu"):
         build_model("mlp", activation="swish")
 
 
