@@ -25,32 +25,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import best_of, load_test_images
 from robust_utils.models import build_model
 from robust_utils.robust_training import train_robust
 from robust_utils.training import iterate_minibatches
-
-
-def _data(n: int, device):
-    try:
-        from robust_utils.data import load_fashion_mnist
-
-        x, y = load_fashion_mnist("train", n=n)
-        src = "Fashion-MNIST train"
-    except Exception as e:  # the timings do not depend on the pixels
-        print(f"(Fashion-MNIST unavailable: {e}; using uniform random images)")
-        g = torch.Generator().manual_seed(0)
-        x, y, src = torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g), "random"
-    return x.to(device), y.to(device), src
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def clean_epoch(model, x, y, batch_size):
@@ -79,7 +61,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    x, y, src = _data(args.n, dev)
+    x, y, src = load_test_images(args.n, split="train")
+    x, y = x.to(dev), y.to(dev)
     torch.manual_seed(0)
     model = build_model("trades_cnn").to(dev)
     k = args.steps
@@ -90,16 +73,7 @@ def main() -> None:
                                        params={"steps": k, "alpha": 2.5 * 0.1 / k},
                                        batch_size=args.batch_size, device=dev, progress=False),
     }
-    for fn in runs.values():  # warm-up
-        fn()
-    best = {name: float("inf") for name in runs}
-    for _ in range(args.repeats):  # interleaved rounds
-        for name, fn in runs.items():
-            _sync(dev)
-            t = time.perf_counter()
-            fn()
-            _sync(dev)
-            best[name] = min(best[name], time.perf_counter() - t)
+    best, _ = best_of(runs, args.repeats, dev)  # a warm-up call, then interleaved rounds
     print(f"{src}: {args.n} images, batch {args.batch_size}, PGD-{k}, trades_cnn, {dev} "
           f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
           f"best of {args.repeats}")

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import best_of, load_test_images
 from robust_utils import explanations as E
 from robust_utils.models import C3LTClassifier
 
@@ -46,34 +46,6 @@ def _load_model(seed: int):
         print(f"(model cache unavailable: {e}; using random weights)")
     torch.manual_seed(seed)
     return C3LTClassifier().eval(), "random init"
-
-
-def _load_images(n: int):
-    try:
-        from robust_utils.data import load_fashion_mnist
-
-        x, _ = load_fashion_mnist("test", n=n)
-        return x, "Fashion-MNIST test"
-    except Exception as e:
-        print(f"(Fashion-MNIST unavailable: {e}; using uniform random images)")
-        return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)), "random images"
-
-
-def _best_of(fns: dict, repeats: int) -> tuple[dict, dict]:
-    """Best time of each callable over ``repeats`` rounds, interleaved, after one warm-up call.
-
-    Interleaving (every method once per round) spreads any change in machine load over all
-    methods instead of penalising whichever happened to run during it.
-    """
-    fns = {k: f for k, f in fns.items() if f is not None}
-    outs = {k: f() for k, f in fns.items()}             # warm-up (and the maps to compare)
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, outs
 
 
 def main(argv=None) -> None:
@@ -93,7 +65,7 @@ def main(argv=None) -> None:
     except ImportError:
         pass
     model, model_kind = _load_model(args.seed)
-    x, data_kind = _load_images(args.n)
+    x, _, data_kind = load_test_images(args.n)
     layer = args.layer or model.last_conv_name
     module = dict(model.named_modules())[layer]
     with torch.no_grad():
@@ -171,7 +143,7 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
     for name, f_ours, f_captum, f_pgc in rows:
-        times, maps = _best_of({"ours": f_ours, "captum": f_captum,
+        times, maps = best_of({"ours": f_ours, "captum": f_captum,
                                 "pgc": f_pgc if pgc_version else None}, args.repeats)
         t_ours, m_ours = times["ours"], maps["ours"]
         cells = [f"{name:<12}", f"{t_ours:9.3f}"]

@@ -32,12 +32,12 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import platform
-import time
 import warnings
 
 import numpy as np
 import torch
 
+from _timing import best_of
 from robust_utils import explanations as E
 from robust_utils import interventions as I
 
@@ -49,18 +49,6 @@ def _load_model():
     cached = cache.checkpoint_path(recipe).exists()
     model = cache.get_model(recipe, device="cpu", progress=True).eval()
     return model, "cached smoke profile" if cached else "trained now (smoke profile)"
-
-
-def _best_of(fns: dict, repeats: int) -> tuple[dict, dict]:
-    """Best time of each callable over ``repeats`` interleaved rounds, after one warm-up call."""
-    outs = {k: f() for k, f in fns.items()}
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, outs
 
 
 def _agreement(ours: torch.Tensor, theirs: np.ndarray) -> tuple[float, float, float]:
@@ -122,14 +110,14 @@ def main(argv=None) -> None:
                               channel_first=True, softmax=True, device="cpu", batch_size=bs)
         return run
 
-    times, outs = _best_of({"ours": ours(maps), "quantus": theirs(maps),
+    times, outs = best_of({"ours": ours(maps), "quantus": theirs(maps),
                             "quantus_1": theirs(maps, 1)}, args.repeats)
     res = outs["ours"]
     # Ties broken identically: minus our rank of each pixel (0 = most important).
     order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, h * w))
     tie_free = (-rank.to(torch.float32)).view(n, h, w)
-    _, outs_tf = _best_of({"ours": ours(tie_free), "quantus": theirs(tie_free)}, 0)
+    _, outs_tf = best_of({"ours": ours(tie_free), "quantus": theirs(tie_free)}, 0)
 
     n_ties = int(sum(len(r) - len(torch.unique(r)) for r in maps.flatten(1)))
     print(f"torch {torch.__version__}, numpy {np.__version__}, quantus {md.version('quantus')}, "

@@ -24,37 +24,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
+from _timing import best_of, load_test_images
 from robust_utils.attacks import pgd
 from robust_utils.models import ARCHITECTURES, build_model
-
-
-def _load_images(n: int):
-    try:
-        from robust_utils.data import load_fashion_mnist
-
-        x, y = load_fashion_mnist("test", n=n)
-        return x, y, "Fashion-MNIST test"
-    except Exception as e:  # the timings do not depend on the pixels
-        print(f"(Fashion-MNIST unavailable: {e}; using uniform random images)")
-        g = torch.Generator().manual_seed(0)
-        return (torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g),
-                "uniform random images")
-
-
-def _best_of(fns: dict, repeats: int) -> tuple[dict, dict]:
-    """Best time of each callable over ``repeats`` interleaved rounds, after one warm-up call."""
-    outs = {k: f() for k, f in fns.items()}
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, outs
 
 
 def main(argv=None) -> None:
@@ -75,7 +50,7 @@ def main(argv=None) -> None:
     arch = "trades_cnn" if "trades_cnn" in ARCHITECTURES else "c3lt_cnn"
     torch.manual_seed(args.seed)
     model = build_model(arch).to(args.device).eval()
-    x, y, data_kind = _load_images(args.n)
+    x, y, data_kind = load_test_images(args.n)
     x, y = x.to(args.device), y.to(args.device)
     eps, steps = args.eps, args.steps
     alpha = 2.5 * eps / steps
@@ -95,7 +70,7 @@ def main(argv=None) -> None:
         atk = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
         return torch.cat([atk(x[i:i + bs], y[i:i + bs]) for i in range(0, len(x), bs)])
 
-    best, outs = _best_of({"ours": ours, "torchattacks": theirs}, args.repeats)
+    best, outs = best_of({"ours": ours, "torchattacks": theirs}, args.repeats)
     diff = float((outs["ours"] - outs["torchattacks"]).abs().max())
     n_diff = int((outs["ours"] != outs["torchattacks"]).flatten(1).any(1).sum())
     if n_diff:

@@ -29,23 +29,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
+from _timing import best_of, load_test_images
 from robust_utils.detection import purview_features, purview_features_loop
 from robust_utils.models import build_model
-
-
-def _load_images(n: int):
-    try:
-        from robust_utils.data import load_fashion_mnist
-
-        x, _ = load_fashion_mnist("test", n=n)
-        return x, "Fashion-MNIST test"
-    except Exception as e:  # the timings do not depend on the pixels
-        print(f"(Fashion-MNIST unavailable: {e}; using uniform random images)")
-        return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)), "uniform random images"
 
 
 def _load_model(cached: bool, seed: int):
@@ -62,27 +51,6 @@ def _load_model(cached: bool, seed: int):
             print(f"(model cache unavailable: {e}; using random weights)")
     torch.manual_seed(seed)
     return build_model("c3lt_cnn").eval(), "random init"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _best_of(fns: dict, repeats: int, device: torch.device) -> tuple[dict, dict]:
-    """Best time of each callable over ``repeats`` interleaved rounds, after one warm-up call."""
-    outs = {}
-    for k, f in fns.items():
-        outs[k] = f()
-        _sync(device)
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            _sync(device)
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, outs
 
 
 def main(argv=None) -> None:
@@ -104,7 +72,7 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     model, model_kind = _load_model(args.cached, args.seed)
     model = model.to(device)
-    x, data_kind = _load_images(args.n)
+    x, _, data_kind = load_test_images(args.n)
     x = x.to(device)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -112,7 +80,7 @@ def main(argv=None) -> None:
     for bs in args.batch_size:
         fns[f"auto, batch {bs}"] = lambda bs=bs: purview_features(model, x, batch_size=bs)
         fns[f"vmap, batch {bs}"] = lambda bs=bs: purview_features(model, x, batch_size=bs, method="vmap")
-    times, outs = _best_of(fns, args.repeats, device)
+    times, outs = best_of(fns, args.repeats, device)
 
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"threads={torch.get_num_threads()}")
