@@ -94,6 +94,19 @@ def _check_dropout(dropout) -> float:
     return dropout
 
 
+def _two_stage_size(input_size, what: str) -> tuple[int, int]:
+    """Feature-map size after two stages that each take 4 pixels off a side, then halve it.
+
+    Both small CNNs have such stages (one 5x5 convolution, or two 3x3 ones, then a 2x2 pool), so
+    a side must be at least 16 pixels to leave a positive size.
+    """
+    h, w = input_size
+    fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
+    if fh < 1 or fw < 1:
+        raise ValueError(f"input_size {tuple(input_size)} is too small for {what}; use at least 16x16 images.")
+    return fh, fw
+
+
 def _as_channel_values(value, in_channels: int, name: str) -> torch.Tensor:
     """Turn a float or a per-channel sequence into a ``(1, C, 1, 1)`` float tensor."""
     if isinstance(value, torch.Tensor):
@@ -296,11 +309,7 @@ class C3LTClassifier(BookModel):
         super().__init__(num_classes, in_channels, input_size, mean, std)
         act = lambda: make_activation(activation)  # noqa: E731
         dropout = _check_dropout(dropout)
-        h, w = self.input_size
-        fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
-        if fh < 1 or fw < 1:
-            raise ValueError(f"input_size {self.input_size} is too small for two 5x5 conv + 2x2 pool "
-                             "stages; use at least 16x16 images.")
+        fh, fw = _two_stage_size(self.input_size, "two 5x5 conv + 2x2 pool stages")
         self.conv1 = nn.Conv2d(self.in_channels, 32, kernel_size=5)
         self.relu1 = act()
         self.pool1 = nn.MaxPool2d(2)
@@ -496,7 +505,7 @@ class TradesCNN(BookModel):
         Between the two FC layers (the TRADES code's ``drop = 0.5``).
     mean, std : float or sequence, default 0.0, 1.0
     input_size : int or (int, int), default 28
-        Each side must leave a positive size after the two conv-conv-pool stages (>= 14).
+        Each side must leave a positive size after the two conv-conv-pool stages (>= 16).
     activation : str, default "relu"
         A name of :data:`ACTIVATIONS` (WRM's certificate asks for a smooth one: ``"elu"``).
 
@@ -510,11 +519,7 @@ class TradesCNN(BookModel):
         super().__init__(num_classes, in_channels, input_size, mean, std)
         act = lambda: make_activation(activation)  # noqa: E731
         dropout = _check_dropout(dropout)
-        h, w = self.input_size
-        fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
-        if fh < 1 or fw < 1:
-            raise ValueError(f"input_size {self.input_size} is too small for two conv-conv-pool "
-                             "stages of 3x3 kernels; use at least 14x14 images.")
+        fh, fw = _two_stage_size(self.input_size, "two conv-conv-pool stages of 3x3 kernels")
         self.conv1 = nn.Conv2d(self.in_channels, 32, kernel_size=3)
         self.act1 = act()
         self.conv2 = nn.Conv2d(32, 32, kernel_size=3)

@@ -224,5 +224,6 @@ def test_trades_cnn_layers_and_sizes():
     assert m.last_conv_name == "conv4" and m.features(torch.rand(3, 1, 28, 28)).shape == (3, 200)
     assert float(m.normalize.mean.flatten()[0]) == 0.0  # raw [0, 1] pixels, as in the TRADES code
     assert isinstance(build_model("trades_cnn", activation="elu").act1, torch.nn.ELU)
-    with pytest.raises(ValueError, match="at least 14x14"):
-        build_model("trades_cnn", input_size=12)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        build_model("trades_cnn", input_size=15)
+    assert build_model("trades_cnn", input_size=16)(torch.rand(1, 1, 16, 16)).shape == (1, 10)
