@@ -29,11 +29,11 @@ from torch import nn
 
 from ._checks import (check_bool, check_choice, check_images, check_labels, check_number,
                       check_positive_int, check_seed)
-from .config import pick_device, progress_bar, seed_everything
+from .config import progress_bar
 from .robust_objectives import (KL_DIRECTIONS, PULLBACK_RULES, inner_maximise, robust_risk,
                                 smoothed_cost, update_lambda, wrm_maximise)
-from .training import (_check_schedule, _make_optimizer, _make_scheduler, evaluate_accuracy,
-                       iterate_minibatches, recipe_data, register_trainer)
+from .training import (_check_schedule, _loop_setup, evaluate_accuracy, iterate_minibatches,
+                       recipe_data, register_trainer)
 
 __all__ = [
     "ROBUST_METHODS",
@@ -196,16 +196,10 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: 
                                                                  optimizer, schedule, seed)
     progress = check_bool(progress, "progress")
 
-    dev = pick_device(device)
-    seed_everything(seed)
-    model.to(dev)
-    x, y = x.to(dev), y.to(dev)
-    order_gen = torch.Generator().manual_seed(seed)
-    start_gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    opt = _make_optimizer(model, optimizer, lr, weight_decay)
-    drop_last = x.shape[0] % batch_size == 1
-    steps_per_epoch = x.shape[0] // batch_size + (0 if drop_last or x.shape[0] % batch_size == 0 else 1)
-    scheduler = _make_scheduler(opt, schedule, epochs * steps_per_epoch)
+    run = _loop_setup(model, x, y, device=device, seed=seed, optimizer=optimizer, lr=lr,
+                      weight_decay=weight_decay, schedule=schedule, epochs=epochs, batch_size=batch_size)
+    dev, x, y, order_gen, start_gen = run.dev, run.x, run.y, run.order_gen, run.gen
+    opt, drop_last, steps_per_epoch, scheduler = run.opt, run.drop_last, run.steps_per_epoch, run.scheduler
     lam = float(p["lambda0"]) if udr else None
     period_cost, period_n, batches_done = 0.0, 0, 0
     hist = {k: [] for k in ("loss", "clean_loss", "adv_loss", "time", "mean_abs_delta",

@@ -175,6 +175,39 @@ def _make_optimizer(model: nn.Module, optimizer: str, lr: float, weight_decay: f
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
+@dataclass
+class _Loop:
+    """What a training loop sets up before its first batch (see :func:`_loop_setup`)."""
+
+    dev: torch.device
+    x: torch.Tensor
+    y: torch.Tensor
+    order_gen: torch.Generator
+    gen: torch.Generator
+    opt: torch.optim.Optimizer
+    drop_last: bool
+    steps_per_epoch: int
+    scheduler: Any
+
+
+def _loop_setup(model, x, y, *, device, seed, optimizer, lr, weight_decay, schedule, epochs,
+                batch_size) -> _Loop:
+    """Seed, move model and data to the device, and build the batch-order generator, a device
+    generator (seed + 1, for augmentation noise or random starts), the optimiser and the schedule."""
+    dev = pick_device(device)
+    seed_everything(seed)
+    model.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    opt = _make_optimizer(model, optimizer, lr, weight_decay)
+    n = x.shape[0]
+    # A final batch of one image would break batch norm in train mode: drop it in that case.
+    drop_last = n % batch_size == 1
+    steps_per_epoch = n // batch_size + (0 if drop_last or n % batch_size == 0 else 1)
+    return _Loop(dev, x, y, torch.Generator().manual_seed(seed),
+                 torch.Generator(device=dev).manual_seed(seed + 1), opt, drop_last, steps_per_epoch,
+                 _make_scheduler(opt, schedule, epochs * steps_per_epoch))
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -252,19 +285,10 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
         check_images(val_data[0], "val_data images")
         check_labels(val_data[1], n=val_data[0].shape[0], num_classes=num_classes, name="val_data labels")
 
-    dev = pick_device(device)
-    seed_everything(seed)
-    model.to(dev)
-    x, y = x.to(dev), y.to(dev)
-    order_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=dev).manual_seed(seed + 1)
-
-    opt = _make_optimizer(model, optimizer, lr, weight_decay)
-    n = x.shape[0]
-    # A final batch of one image would break batch norm in train mode: drop it in that case.
-    drop_last = n % batch_size == 1
-    steps_per_epoch = n // batch_size + (0 if drop_last or n % batch_size == 0 else 1)
-    scheduler = _make_scheduler(opt, schedule, epochs * steps_per_epoch)
+    run = _loop_setup(model, x, y, device=device, seed=seed, optimizer=optimizer, lr=lr,
+                      weight_decay=weight_decay, schedule=schedule, epochs=epochs, batch_size=batch_size)
+    dev, x, y, order_gen, aug_gen = run.dev, run.x, run.y, run.order_gen, run.gen
+    opt, drop_last, steps_per_epoch, scheduler = run.opt, run.drop_last, run.steps_per_epoch, run.scheduler
 
     history: dict[str, list] = {"loss": [], "accuracy": [], "lr": [], "time": []}
     if val_data is not None:
