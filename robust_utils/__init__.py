@@ -8,7 +8,7 @@ activations, trainers, recipe sets) in ``robust_utils._registry``.
 - :mod:`robust_utils.data`: Fashion-MNIST, MNIST and CIFAR-10 loaders, normalisation, class subsets.
 - :mod:`robust_utils.novel`: the novel-data suite (corruptions, OOD sets, new classes).
 - :mod:`robust_utils.corruptions`: the corruption types and severity levels.
-- :mod:`robust_utils.models`: the classifiers (C3LT CNN, MLP, pre-activation ResNet).
+- :mod:`robust_utils.models`: the classifiers (C3LT CNN, MLP, pre-activation ResNet, TRADES CNN, strided CNN).
 - :mod:`robust_utils.training`: the training loop and batched prediction.
 - :mod:`robust_utils.recipes`: how a model is made (recipes, keys) and each chapter's recipe set.
 - :mod:`robust_utils.checkpoints`: safetensors checkpoints, verified, committed atomically, locked.
@@ -26,6 +26,15 @@ activations, trainers, recipe sets) in ``robust_utils._registry``.
 - :mod:`robust_utils.regression_toy`: the 1-D mean-variance ensemble (aleatoric vs epistemic).
 - :mod:`robust_utils.detection`: gradient ("purview") features, the detector of novel inputs, detection rows.
 - :mod:`robust_utils.attacks`: FGSM and PGD adversarial examples.
+- :mod:`robust_utils.robust_objectives`: the inner maximisation and risks of PGD-AT, TRADES, MART, WRM and UDR.
+- :mod:`robust_utils.robust_training`: one training loop for Part 5's robust objectives, and its recipe set.
+- :mod:`robust_utils.robust_eval`: AutoAttack, Brendel-Bethge, robust accuracy curves, Wilson intervals, McNemar.
+- :mod:`robust_utils.robust_toy`: the two-moons networks of Part 5.
+- :mod:`robust_utils.transport`: optimal transport and distributional robustness on a grid.
+- :mod:`robust_utils.lipschitz`: the half-Huber ReLU and the Lipschitz regulariser of eq. (4).
+- :mod:`robust_utils.lipschitz_training`: eq. (4), L2 and L2,min adversarial training, Part 6's recipe set.
+- :mod:`robust_utils.adv_explain`: Algorithm 1 (minimal adversarials, adversarial explanations), the ARA protocol.
+- :mod:`robust_utils.ara`: the accuracy-robustness area of a list of minimal perturbations.
 - :mod:`robust_utils.interventions`: heatmap masking, pixel-wise insertion/deletion, occlusion, energy inside.
 - :mod:`robust_utils.structure`: Huffman coding and structure-wise insertion/deletion.
 - :mod:`robust_utils.rise`: RISE and SHAPE, explanations from random masks.
@@ -33,6 +42,7 @@ activations, trainers, recipe sets) in ``robust_utils._registry``.
 - :mod:`robust_utils.privacy`: membership inference with shadow models.
 - :mod:`robust_utils.benchmarking`: corruption benchmark, CE and mCE.
 - :mod:`robust_utils.plotting`: figures.
+- :mod:`robust_utils.tables`: HTML tables for the rendered book.
 - :mod:`robust_utils.claims`: a chapter's claims, with verdicts computed by stated rules.
 - :mod:`robust_utils.narrate`: outcome sentences generated from the run's numbers.
 - :mod:`robust_utils.interactive`: widget explorers that draw once under the runner.

@@ -49,6 +49,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
     "preact_resnet": {"lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
     "trades_cnn": {"lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
+    "strided_cnn": {"lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0},
 }
 
 #: Hex digits of the SHA-256 of a recipe's canonical JSON in its key.
