@@ -185,3 +185,30 @@ def test_bad_inputs_say_what_is_wrong():
         ae.ara_protocol(model, x, y, n_correct=100)
     with pytest.raises(ValueError, match="goal"):
         ae.ara_protocol(model, x, y, n_correct=2, goal="explain+")
+
+
+def test_history_records_the_tick_tock():
+    model, x, y, _, _ = _linear_case(v=2)
+    res = ae.algorithm1(model, x, y, steps=40, history=True)
+    h = res["history"]
+    assert h["rmse"].shape == h["score"].shape == h["met"].shape == (41, len(x))
+    assert np.all(h["rmse"][0] == 0) and not h["met"][0].any()
+    first = np.argmax(h["met"], axis=0)
+    assert np.array_equal(first, res["first_step"])
+    # the reported minimum is the smallest r.m.s.e. among the steps that met the goal
+    best = np.where(h["met"], h["rmse"], np.inf).min(0)
+    assert res["rmse"] == pytest.approx(best, rel=1e-6)
+
+
+def test_foolbox_minimum_norm_attacks_agree_with_the_closed_form():
+    pytest.importorskip("foolbox")
+    model, x, y, w, b = _linear_case(v=2)
+    exact = _closed_form_rmse(x, y, w, b)
+    for attack in ("ddn", "fmn", "cw"):
+        res = ae.foolbox_min_norm(model, x, y, attack=attack, steps=200)
+        assert res["met"].all() and (model(res["x_adv"]).argmax(1) != y).all()
+        assert np.all(res["rmse"] >= exact * (1 - 1e-3))       # never below the true minimum
+        if attack != "fmn":  # foolbox's FMN stops at about twice the minimum on this 4 x 4 toy, whatever the steps
+            assert res["rmse"] == pytest.approx(exact, rel=0.01)
+    with pytest.raises(ValueError, match="attack"):
+        ae.foolbox_min_norm(model, x, y, attack="bb")
