@@ -11,6 +11,7 @@ SMALL = {
     "mlp": {"hidden": (16, 8)},
     "preact_resnet": {"widths": (4, 8), "blocks_per_stage": (1, 1)},
     "trades_cnn": {},
+    "strided_cnn": {"width": 4},
 }
 
 
@@ -21,7 +22,7 @@ def model(request):
 
 
 def test_registry_names_and_classes():
-    assert set(ARCHITECTURES) == {"c3lt_cnn", "mlp", "preact_resnet", "trades_cnn"}
+    assert set(ARCHITECTURES) == {"c3lt_cnn", "mlp", "preact_resnet", "trades_cnn", "strided_cnn"}
     for name, cls in ARCHITECTURES.items():
         assert issubclass(cls, BookModel) and cls.arch == name
 
