@@ -34,7 +34,7 @@ from torch import nn
 from ._checks import check_fraction, check_labels, check_number, check_positive_int
 from .models import register_activation
 
-__all__ = ["half_huber_relu", "HalfHuberReLU", "lipschitz_penalty"]
+__all__ = ["half_huber_relu", "HalfHuberReLU", "lipschitz_penalty", "quadratic_share"]
 
 
 def half_huber_relu(x: torch.Tensor, delta: float = 0.5) -> torch.Tensor:
@@ -134,3 +134,33 @@ def lipschitz_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None 
             (g,) = torch.autograd.grad(chosen[:, j].sum(), x, create_graph=True)
             total = total + g.abs().pow(z).flatten(1).mean(1).sum()
     return psi * total / (k * b)
+
+
+def quadratic_share(model: nn.Module, x: torch.Tensor, delta: float = 0.5) -> float:
+    """Share of the inputs of ``model``'s activation modules that fall in ``(0, delta)``.
+
+    For a half-Huber ReLU that is its quadratic piece, where the derivative ``x / delta`` is below
+    1; for a ReLU network the same interval, where the derivative is 1. Counts every module
+    whose class is :class:`HalfHuberReLU`, :class:`torch.nn.ReLU` or :class:`torch.nn.ELU`,
+    averaged over modules.
+
+    Taught in Part 6, section "Table 1 on Fashion-MNIST".
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        raise ValueError("x must be a floating-point tensor of inputs the model takes.")
+    delta = check_number(delta, "delta", hint="the width of the quadratic piece, e.g. 0.5.")
+    shares = []
+    acts = [m for m in model.modules() if isinstance(m, (HalfHuberReLU, nn.ReLU, nn.ELU))]
+    if not acts:
+        raise ValueError("the model has no HalfHuberReLU, ReLU or ELU modules to measure.")
+    hooks = [m.register_forward_hook(lambda _m, inp, _out: shares.append(((inp[0] > 0) & (inp[0] < delta)).float().mean()))
+             for m in acts]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return float(torch.stack(shares).mean())

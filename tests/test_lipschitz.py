@@ -93,3 +93,14 @@ def test_eq4_bad_inputs():
         lipschitz_penalty(model, torch.zeros(0, 4), psi=1.0)
     with pytest.raises(ValueError, match="zeta"):
         lipschitz_penalty(model, x, torch.tensor([0, 1]), psi=1.0, zeta=1.5)
+
+
+def test_quadratic_share_counts_inputs_in_the_quadratic_piece():
+    from robust_utils.lipschitz import quadratic_share
+
+    model = nn.Sequential(nn.Identity(), HalfHuberReLU(0.5)).eval()
+    x = torch.tensor([[-1.0, 0.1, 0.2, 0.7]])
+    assert quadratic_share(model, x) == pytest.approx(0.5)
+    assert quadratic_share(nn.Sequential(nn.ReLU()), x, delta=1.0) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="no HalfHuberReLU"):
+        quadratic_share(nn.Sequential(nn.Identity()), x)
