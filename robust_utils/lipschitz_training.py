@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (check_bool, check_choice, check_fraction, check_images, check_labels, check_number,
-                      check_positive_int)
+from ._checks import (check_bool, check_choice, check_eval_model, check_fraction, check_images, check_labels,
+                      check_model_input, check_number, check_positive_int, model_device)
 from .adv_explain import linear_step_sizes
 from .config import progress_bar
 from .lipschitz import lipschitz_penalty
@@ -254,17 +254,17 @@ def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
 
     Taught in Part 6, section "The eq. (8) view".
     """
-    from ._checks import check_eval_model, check_model_input
-
     check_eval_model(model, "the input gradients would be random (dropout)")
     x = check_model_input(model, x, "x", value_range=(0.0, 1.0))
-    dev = next(model.parameters()).device
+    if y is not None:
+        y = check_labels(y, n=x.shape[0], num_classes=getattr(model, "num_classes", None), name="y")
+    dev = model_device(model, x.device)
     tot_mean, tot_max, n = 0.0, 0.0, 0
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size].to(dev).requires_grad_(True)
         with torch.enable_grad():
             out = model(xb)
-            cls = out.argmax(1) if y is None else check_labels(y, n=x.shape[0], name="y")[i:i + batch_size].to(dev)
+            cls = out.argmax(1) if y is None else y[i:i + batch_size].to(dev)
             (g,) = torch.autograd.grad(out.gather(1, cls[:, None]).sum(), xb)
         a = g.abs().flatten(1)
         tot_mean += float(a.mean(1).sum())
