@@ -178,11 +178,11 @@ def _run_batch(model, x, y, cls, sign, goal, rho, o, sizes, hist=None):
             hist["rmse"].append(dist.cpu())
             hist["score"].append(logp.detach().exp().gather(1, cls[:, None]).squeeze(1).cpu())
             hist["met"].append(met.cpu())
+        first = torch.where(met & (first < 0), torch.full_like(first, n), first)
         if goal in ("adv", "btr"):
             better = met & (dist < best)
             best = torch.where(better, dist, best)
             best_x[better] = xh[better]
-            first = torch.where(met & (first < 0), torch.full_like(first, n), first)
         if n == o["steps"]:
             break
         step = o["eta"] * _unit(g, o["normalise"])
@@ -229,7 +229,8 @@ def algorithm1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, goal: str 
     dict
         ``x_adv`` (the smallest successful example for ``adv``/``btr``, the final one for the
         explanations; the image itself where the goal was never met), ``rmse`` (numpy, its
-        r.m.s.e.; ``inf`` where ``adv``/``btr`` was never met), ``met`` (bool numpy),
+        r.m.s.e.; ``inf`` where ``adv``/``btr`` was never met), ``met`` (bool numpy: the goal
+        held at some step; for the explanations, the budget ``rho`` was reached),
         ``first_step`` (the step at which the goal was first met, -1 if never), ``reached``
         (the largest r.m.s.e. visited), ``options``; with ``history``, ``history`` (a dict of
         ``(N + 1, B)`` numpy arrays ``rmse``, ``score``, ``met``).
@@ -271,8 +272,8 @@ def algorithm1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, goal: str 
     extra = {}
     if history:
         extra["history"] = {k: torch.cat([torch.stack(h[k]) for h in hists], 1).numpy() for k in ("rmse", "score", "met")}
-    return {**extra, "x_adv": x_adv, "rmse": dist.cpu().numpy().astype(float), "met": (first >= 0).cpu().numpy()
-            if goal in ("adv", "btr") else (dist > 0).cpu().numpy(), "first_step": first.cpu().numpy(),
+    return {**extra, "x_adv": x_adv, "rmse": dist.cpu().numpy().astype(float), "met": (first >= 0).cpu().numpy(),
+            "first_step": first.cpu().numpy(),
             "reached": reached.cpu().numpy().astype(float), "options": o}
 
 

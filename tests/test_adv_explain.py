@@ -212,3 +212,11 @@ def test_foolbox_minimum_norm_attacks_agree_with_the_closed_form():
             assert res["rmse"] == pytest.approx(exact, rel=0.01)
     with pytest.raises(ValueError, match="attack"):
         ae.foolbox_min_norm(model, x, y, attack="bb")
+
+
+def test_explanations_report_when_the_budget_was_reached():
+    model, x, y, _, _ = _linear_case(seed=8)
+    res = ae.algorithm1(model, x, y, goal="explain+", rho=0.05, steps=100)
+    assert res["met"].all() and np.all(res["first_step"] > 0)
+    short = ae.algorithm1(model, x, y, goal="explain+", rho=0.05, steps=1)
+    assert not short["met"].any() and np.all(short["first_step"] == -1)
