@@ -114,7 +114,11 @@ def _trunk(w: int, c: int) -> list[nn.Module]:
 
 
 def _check_pixels(x) -> None:
-    check_images(x, "x", value_range=(-1.0, 1.0), size=(28, 28))
+    """Cheap shape checks only (no value-range scan: forward runs inside training loops)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[-2:]) != (28, 28) \
+            or not torch.is_floating_point(x):
+        raise ValueError("D and E take float images of shape (B, C, 28, 28) in [-1, 1] (to_tanh_range of [0, 1] "
+                         f"pixels), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}.")
 
 
 class DCGANDiscriminator(nn.Module):

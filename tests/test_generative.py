@@ -33,10 +33,10 @@ def test_discriminator_and_encoder_shapes_and_input_checks():
     e = gen.LatentEncoder(width=8).eval()
     assert d(x).shape == (4,)
     assert e(x).shape == (4, gen.LATENT_DIM)
-    with pytest.raises(ValueError):
-        d(torch.rand(4, 1, 28, 28) * 3)           # outside [-1, 1]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="28, 28"):
         e(torch.rand(4, 1, 32, 32))               # wrong size
+    with pytest.raises(ValueError, match="28, 28"):
+        d(torch.rand(1, 28, 28))                  # no batch dimension
 
 
 def test_dcgan_initialisation():
