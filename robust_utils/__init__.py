@@ -35,6 +35,7 @@ activations, trainers, recipe sets) in ``robust_utils._registry``.
 - :mod:`robust_utils.lipschitz_training`: eq. (4), L2 and L2,min adversarial training, Part 6's recipe set.
 - :mod:`robust_utils.adv_explain`: Algorithm 1 (minimal adversarials, adversarial explanations), the ARA protocol.
 - :mod:`robust_utils.ara`: the accuracy-robustness area of a list of minimal perturbations.
+- :mod:`robust_utils.c3lt`: C3LT's latent maps g and h, its four losses, training and inference (Part 7).
 - :mod:`robust_utils.cf_metrics`: counterfactual metrics: validity, proximity, COUT, IM1/IM2, FID/KID (Part 7).
 - :mod:`robust_utils.generative`: the DCGAN generator, discriminator and latent encoder behind C3LT (Part 7).
 - :mod:`robust_utils.interventions`: heatmap masking, pixel-wise insertion/deletion, occlusion, energy inside.

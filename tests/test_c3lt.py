@@ -1,0 +1,69 @@
+"""C3LT's latent maps, losses and training loop (Part 7 groundwork)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robust_utils import c3lt, generative as gen
+from robust_utils.models import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_latent_step_keeps_the_starting_norm():
+    torch.manual_seed(0)
+    m = c3lt.LatentMap(100)
+    z = torch.randn(6, 100) * 3
+    for n in (1, 3):
+        out = c3lt.transform(m, z, n)
+        assert out.shape == z.shape
+        assert torch.allclose(out.norm(dim=1), z.norm(dim=1), rtol=1e-5)
+        assert not torch.allclose(out, z)
+    with pytest.raises(ValueError, match="codes of shape"):
+        m(torch.randn(2, 99))
+
+
+def test_proximity_loss_and_mask():
+    x = torch.zeros(2, 1, 6, 6)
+    assert float(c3lt.proximity_loss(x, x)) == pytest.approx(0.0)
+    x_cf = x.clone()
+    x_cf[:, :, 2, 2] = 1.0
+    m = c3lt.mask_of(x, x_cf)
+    assert float(m.max()) == pytest.approx(1.0) and float(m.min()) == 0.0
+    # L1 = 1/36; smoothness: 2 of 30 vertical and 2 of 30 horizontal differences are 1; entropy 0
+    expected = (1 / 36 + 10 * (2 / 30 + 2 / 30) / 2 + 0.0) / 12
+    assert float(c3lt.proximity_loss(x, x_cf)) == pytest.approx(expected, rel=1e-5)
+
+
+def _parts(seed=0):
+    torch.manual_seed(seed)
+    f = build_model("c3lt_cnn").eval()
+    G, D = gen.DCGANGenerator(width=4).eval(), gen.DCGANDiscriminator(width=4).eval()
+    return f, G, D
+
+
+def test_losses_are_finite_and_non_negative():
+    f, G, D = _parts()
+    g, h = c3lt.LatentMap(), c3lt.LatentMap()
+    z = torch.randn(4, 100)
+    out = c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6)
+    assert torch.isfinite(out["total"]) and all(out[k] >= 0 for k in ("cls", "prx", "cyc", "adv"))
+
+
+def test_only_g_and_h_change_during_training():
+    f, G, D = _parts(1)
+    before = {name: [p.detach().clone() for p in m.parameters()] for name, m in (("f", f), ("G", G), ("D", D))}
+    zq, zt = torch.randn(16, 100), torch.randn(16, 100)
+    g, h, hist = c3lt.train_c3lt(f, G, D, zq, zt, query=4, target=6, epochs=2, batch_size=8, progress=False)
+    for name, m in (("f", f), ("G", G), ("D", D)):
+        for a, p in zip(before[name], m.parameters()):
+            assert torch.equal(a, p), name                    # no updates
+            assert p.grad is None, name                       # and no gradients
+            assert p.requires_grad                            # flags restored
+    assert len(hist["total"]) == 2 and hist["cls"][-1] > 0
+    x = torch.rand(3, 1, 28, 28)
+    E = gen.LatentEncoder(width=4).eval()
+    x_cf = c3lt.counterfactual(E, G, g, x)
+    assert x_cf.shape == x.shape and float(x_cf.min()) >= 0 and float(x_cf.max()) <= 1
+    with pytest.raises(ValueError, match="different classes"):
+        c3lt.train_c3lt(f, G, D, zq, zt, query=4, target=4, epochs=1, progress=False)
