@@ -38,7 +38,7 @@ from .config import pick_device, progress_bar, seed_everything
 from .generative import LATENT_DIM, from_tanh_range, to_tanh_range
 
 __all__ = ["LatentMap", "transform", "mask_of", "proximity_loss", "c3lt_losses", "train_c3lt",
-           "counterfactual", "LOSS_WEIGHTS"]
+           "counterfactual", "latent_optimisation", "LOSS_WEIGHTS"]
 
 #: The code's weights of the proximity, cycle and adversarial losses (classification: 1).
 LOSS_WEIGHTS = {"prx": 0.1, "cyc": 0.1, "adv": 0.001}
@@ -237,3 +237,43 @@ def counterfactual(encoder: nn.Module, generator: nn.Module, g: nn.Module, x: to
     """
     with torch.no_grad():
         return from_tanh_range(generator(transform(g, encoder(to_tanh_range(x)), n)))
+
+
+def latent_optimisation(classifier: nn.Module, generator: nn.Module, z0: torch.Tensor, x: torch.Tensor,
+                        target: int, *, steps: int = 100, lr: float = 0.05, prox_weight: float = 0.1) -> dict:
+    """The per-image baseline C3LT replaces: ``argmin_z CE(f(G(z)), c') + w * proximity(G(z), x)``.
+
+    Starts from ``z0`` (``E(x)``, say) and runs Adam on the codes only (``classifier`` and
+    ``generator`` get no gradients); ``x`` are ``[0, 1]`` images. Returns ``x_cf`` (``[0, 1]``),
+    ``z`` and the per-step ``loss`` list.
+
+    Taught in Part 7, section "The generator and the encoder".
+    """
+    nc = getattr(classifier, "num_classes", None)
+    target = check_class_index(target, "target", nc)
+    steps, lr = check_positive_int(steps, "steps"), check_number(lr, "lr")
+    prox_weight = check_number(prox_weight, "prox_weight", strict=False)
+    if not isinstance(z0, torch.Tensor) or z0.dim() != 2 or z0.shape[0] != x.shape[0]:
+        raise ValueError("z0 must hold one latent code per image, shape (B, D).")
+    flags = _freeze(classifier, generator)
+    z = z0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    tgt = torch.full((z.shape[0],), target, dtype=torch.long, device=z.device)
+    x_t = to_tanh_range(x)
+    losses = []
+    try:
+        for _ in range(steps):
+            x_cf = generator(z)
+            loss = F.cross_entropy(classifier(from_tanh_range(x_cf)), tgt) + prox_weight * proximity_loss(x_t, x_cf)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    finally:
+        it = iter(flags)
+        for m in (classifier, generator):
+            for p in m.parameters():
+                p.requires_grad_(next(it))
+    with torch.no_grad():
+        x_cf = from_tanh_range(generator(z))
+    return {"x_cf": x_cf, "z": z.detach(), "loss": losses}

@@ -34,7 +34,7 @@ from .config import pick_device, progress_bar, seed_everything
 from .training import iterate_minibatches
 
 __all__ = ["LATENT_DIM", "DCGANGenerator", "DCGANDiscriminator", "LatentEncoder", "dcgan_init",
-           "to_tanh_range", "from_tanh_range", "train_dcgan"]
+           "to_tanh_range", "from_tanh_range", "train_dcgan", "ConvAutoencoder", "train_autoencoder"]
 
 #: The size of the DCGAN's latent code (the authors' code's ``nz``).
 LATENT_DIM = 100
@@ -233,4 +233,60 @@ def train_dcgan(generator: DCGANGenerator, discriminator: DCGANDiscriminator, x:
         bar.close()
         generator.eval()
         discriminator.eval()
+    return hist
+
+
+class ConvAutoencoder(nn.Module):
+    """A small convolutional autoencoder for IM1 / IM2 (after Van Looveren and Klaise, 2021).
+
+    ``conv 3x3 (16) -> ReLU -> conv 3x3 (16) -> ReLU -> max-pool 2 -> conv 3x3 (1)`` (a 14 x 14 code),
+    then ``conv 3x3 (16) -> ReLU -> upsample 2 -> conv 3x3 (16) -> ReLU -> conv 3x3 (channels)``;
+    linear output, for images of any pixel range (even side lengths).
+
+    Taught in Part 7, section "The generator and the encoder".
+    """
+
+    def __init__(self, channels: int = 1, width: int = 16):
+        super().__init__()
+        c, w = check_positive_int(channels, "channels"), _width(width)
+        self.encoder = nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1),
+                                     nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(w, 1, 3, padding=1))
+        self.decoder = nn.Sequential(nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
+                                     nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, c, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
+            raise ValueError("the autoencoder takes images (B, C, H, W) with even H and W.")
+        return self.decoder(self.encoder(x))
+
+
+def train_autoencoder(ae: nn.Module, x: torch.Tensor, *, epochs: int, batch_size: int = 128, lr: float = 1e-3,
+                      device="cpu", seed: int = 0) -> list[float]:
+    """Train ``ae`` to reconstruct ``x`` (mean squared error, Adam); returns the per-epoch mean loss.
+
+    Taught in Part 7, section "The generator and the encoder".
+    """
+    if not isinstance(ae, nn.Module):
+        raise TypeError(f"ae must be a torch.nn.Module, got {type(ae).__name__}.")
+    x = check_images(x, "x")
+    epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
+    lr = check_number(lr, "lr")
+    dev = pick_device(device)
+    seed_everything(check_seed(seed))
+    ae.to(dev).train()
+    x = x.to(dev)
+    opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    hist = []
+    for _ in range(epochs):
+        tot, n = 0.0, 0
+        for xb in iterate_minibatches(x, None, batch_size, shuffle=True, generator=order):
+            loss = F.mse_loss(ae(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * xb.shape[0]
+            n += xb.shape[0]
+        hist.append(tot / n)
+    ae.eval()
     return hist

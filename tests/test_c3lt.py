@@ -67,3 +67,17 @@ def test_only_g_and_h_change_during_training():
     assert x_cf.shape == x.shape and float(x_cf.min()) >= 0 and float(x_cf.max()) <= 1
     with pytest.raises(ValueError, match="different classes"):
         c3lt.train_c3lt(f, G, D, zq, zt, query=4, target=4, epochs=1, progress=False)
+
+
+def test_latent_optimisation_lowers_its_loss_and_touches_only_the_codes():
+    f, G, _ = _parts(2)
+    before = [p.detach().clone() for p in list(f.parameters()) + list(G.parameters())]
+    z0 = torch.randn(4, 100)
+    x = torch.rand(4, 1, 28, 28)
+    out = c3lt.latent_optimisation(f, G, z0, x, target=3, steps=30, lr=0.1)
+    assert out["loss"][-1] < out["loss"][0]
+    assert out["x_cf"].shape == x.shape and not torch.equal(out["z"], z0)
+    for a, p in zip(before, list(f.parameters()) + list(G.parameters())):
+        assert torch.equal(a, p) and p.grad is None and p.requires_grad
+    with pytest.raises(ValueError, match="one latent code per image"):
+        c3lt.latent_optimisation(f, G, z0[:2], x, target=3, steps=1)

@@ -71,3 +71,16 @@ def test_a_short_dcgan_run_trains_both_players():
         gen.train_dcgan(D, G, x, epochs=1, progress=False)
     with pytest.raises(ValueError):
         gen.train_dcgan(G, D, x * 2 - 1, epochs=1, progress=False)   # needs [0, 1] pixels
+
+
+def test_autoencoder_shapes_and_training_lowers_the_reconstruction_error():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 28, 28, generator=g) * 0.2
+    x[:, :, 8:20, 8:20] += 0.7
+    ae = gen.ConvAutoencoder(width=8)
+    with torch.no_grad():
+        assert ae(x[:2]).shape == (2, 1, 28, 28)
+    hist = gen.train_autoencoder(ae, x, epochs=5, batch_size=16)
+    assert hist[-1] < hist[0] and not ae.training
+    with pytest.raises(ValueError, match="even"):
+        ae(torch.rand(1, 1, 27, 27))
