@@ -27,6 +27,7 @@ sections are not written yet).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -148,14 +149,21 @@ def c3lt_losses(classifier: nn.Module, generator: nn.Module, discriminator: nn.M
             "adv": float(adv.detach())}
 
 
-def _freeze(*modules: nn.Module) -> list[bool]:
-    flags = []
+@contextlib.contextmanager
+def _frozen(*modules: nn.Module):
+    """Eval mode and no gradients for ``modules`` inside the block; their ``requires_grad``
+    flags are restored afterwards (eval mode stays)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
     for m in modules:
-        for p in m.parameters():
-            flags.append(p.requires_grad)
-            p.requires_grad_(False)
         m.eval()
-    return flags
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
 
 
 def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Module, z_query: torch.Tensor,
@@ -188,7 +196,6 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
     dev = pick_device(device)
     seed_everything(check_seed(seed))
     frozen = (classifier, generator, discriminator)
-    flags = _freeze(*frozen)
     for m in frozen:
         m.to(dev)
     d = z_query.shape[1]
@@ -200,33 +207,30 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
     steps = max(1, (min(zq.shape[0], zt.shape[0]) + batch_size - 1) // batch_size)
     hist = {k: [] for k in ("total", "cls", "prx", "cyc", "adv", "time")}
     bar = progress_bar(total=epochs * steps, disable=not progress, unit="batch", desc=f"C3LT {query}<->{target}")
-    try:
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            pq, pt = torch.randperm(zq.shape[0], generator=order), torch.randperm(zt.shape[0], generator=order)
-            sums = {k: 0.0 for k in ("total", "cls", "prx", "cyc", "adv")}
-            for s in range(steps):
-                bq = zq[pq[s * batch_size:(s + 1) * batch_size].to(dev)]
-                bt = zt[pt[s * batch_size:(s + 1) * batch_size].to(dev)]
-                fwd = c3lt_losses(classifier, generator, discriminator, g, h, bq, query, target, n)
-                bwd = c3lt_losses(classifier, generator, discriminator, h, g, bt, target, query, n)
-                loss = (fwd["total"] + bwd["total"]) / 2
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                for k in sums:
-                    sums[k] += (float(loss.detach()) if k == "total" else (fwd[k] + bwd[k]) / 2) / steps
-                bar.update(1)
-            sched.step()
-            for k, v in sums.items():
-                hist[k].append(v)
-            hist["time"].append(time.perf_counter() - t0)
-    finally:
-        bar.close()
-        it = iter(flags)
-        for m in frozen:
-            for p in m.parameters():
-                p.requires_grad_(next(it))
+    with _frozen(*frozen):
+        try:
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                pq, pt = torch.randperm(zq.shape[0], generator=order), torch.randperm(zt.shape[0], generator=order)
+                sums = {k: 0.0 for k in ("total", "cls", "prx", "cyc", "adv")}
+                for s in range(steps):
+                    bq = zq[pq[s * batch_size:(s + 1) * batch_size].to(dev)]
+                    bt = zt[pt[s * batch_size:(s + 1) * batch_size].to(dev)]
+                    fwd = c3lt_losses(classifier, generator, discriminator, g, h, bq, query, target, n)
+                    bwd = c3lt_losses(classifier, generator, discriminator, h, g, bt, target, query, n)
+                    loss = (fwd["total"] + bwd["total"]) / 2
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    for k in sums:
+                        sums[k] += (float(loss.detach()) if k == "total" else (fwd[k] + bwd[k]) / 2) / steps
+                    bar.update(1)
+                sched.step()
+                for k, v in sums.items():
+                    hist[k].append(v)
+                hist["time"].append(time.perf_counter() - t0)
+        finally:
+            bar.close()
     return g.eval(), h.eval(), hist
 
 
@@ -255,13 +259,12 @@ def latent_optimisation(classifier: nn.Module, generator: nn.Module, z0: torch.T
     prox_weight = check_number(prox_weight, "prox_weight", strict=False)
     if not isinstance(z0, torch.Tensor) or z0.dim() != 2 or z0.shape[0] != x.shape[0]:
         raise ValueError("z0 must hold one latent code per image, shape (B, D).")
-    flags = _freeze(classifier, generator)
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     tgt = torch.full((z.shape[0],), target, dtype=torch.long, device=z.device)
     x_t = to_tanh_range(x)
     losses = []
-    try:
+    with _frozen(classifier, generator):
         for _ in range(steps):
             x_cf = generator(z)
             loss = F.cross_entropy(classifier(from_tanh_range(x_cf)), tgt) + prox_weight * proximity_loss(x_t, x_cf)
@@ -269,11 +272,6 @@ def latent_optimisation(classifier: nn.Module, generator: nn.Module, z0: torch.T
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-    finally:
-        it = iter(flags)
-        for m in (classifier, generator):
-            for p in m.parameters():
-                p.requires_grad_(next(it))
     with torch.no_grad():
         x_cf = from_tanh_range(generator(z))
     return {"x_cf": x_cf, "z": z.detach(), "loss": losses}
