@@ -110,9 +110,14 @@ def goal_met(goal: str, probs: torch.Tensor, y: torch.Tensor, dist: torch.Tensor
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2:
         raise ValueError("probs must be softmax outputs of shape (B, V).")
     y = check_labels(y, n=probs.shape[0], num_classes=probs.shape[1], name="y").to(probs.device)
+    if goal.startswith("explain") and (dist is None or rho is None):
+        raise ValueError(f"goal {goal!r} needs the perturbation sizes dist and the budget rho.")
+    return _goal_met(goal, probs, y, dist, rho)
+
+
+def _goal_met(goal, probs, y, dist, rho):
+    """:func:`goal_met` without the checks, for Algorithm 1's step loop (its inputs are checked once)."""
     if goal.startswith("explain"):
-        if dist is None or rho is None:
-            raise ValueError(f"goal {goal!r} needs the perturbation sizes dist and the budget rho.")
         return dist > rho
     s_t = probs.gather(1, y[:, None]).squeeze(1)
     if goal == "btr":
@@ -173,7 +178,7 @@ def _run_batch(model, x, y, cls, sign, goal, rho, o, sizes, hist=None):
         xh = xh.detach()
         dist = rms(xh - x)
         reached = torch.maximum(reached, dist)
-        met = goal_met(goal, logp.detach().exp(), y, dist, rho)
+        met = _goal_met(goal, logp.detach().exp(), y, dist, rho)
         if hist is not None:
             hist["rmse"].append(dist.cpu())
             hist["score"].append(logp.detach().exp().gather(1, cls[:, None]).squeeze(1).cpu())

@@ -35,7 +35,7 @@ from torch import nn
 
 from ._checks import (check_bool, check_choice, check_eval_model, check_fraction, check_images, check_labels,
                       check_model_input, check_number, check_positive_int, model_device)
-from .adv_explain import linear_step_sizes
+from .adv_explain import linear_step_sizes, rms
 from .config import progress_bar
 from .lipschitz import lipschitz_penalty
 from .training import (_check_schedule, _loop_setup, evaluate_accuracy, iterate_minibatches,
@@ -208,7 +208,7 @@ def train_lipschitz(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoch
                     if p["half_half"]:
                         keep = torch.rand(xb.shape[0], generator=gen, device=dev) < 0.5
                         xa = torch.where(keep.view(-1, *[1] * (xb.dim() - 1)), xb, xa)
-                    sums["rmse"] += float((xa - xb).flatten(1).pow(2).mean(1).sqrt().sum())
+                    sums["rmse"] += float(rms(xa - xb).sum())
                     xb = xa
                 ce = F.cross_entropy(model(xb), yb)
                 pen = (lipschitz_penalty(model, xb, yb, psi=psi, z=p["z"], k=p["k"], zeta=p["zeta"],
