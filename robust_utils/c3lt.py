@@ -115,11 +115,23 @@ def _early_features(classifier: nn.Module, x01: torch.Tensor) -> list[torch.Tens
     return out
 
 
+def _check_weights(weights) -> dict:
+    """``None`` -> :data:`LOSS_WEIGHTS`; otherwise a dict over the same names, each >= 0."""
+    if weights is None:
+        return dict(LOSS_WEIGHTS)
+    if not isinstance(weights, dict) or set(weights) != set(LOSS_WEIGHTS):
+        raise ValueError(f"weights must be a dict with the keys {sorted(LOSS_WEIGHTS)} (e.g. "
+                         f"{{**c3lt.LOSS_WEIGHTS, 'cyc': 0.0}} to drop the cycle loss), got {weights!r}.")
+    return {k: check_number(v, f"weights[{k!r}]", strict=False) for k, v in weights.items()}
+
+
 def c3lt_losses(classifier: nn.Module, generator: nn.Module, discriminator: nn.Module, g: nn.Module,
-                h: nn.Module, z: torch.Tensor, query: int, target: int, n: int = 1) -> dict:
+                h: nn.Module, z: torch.Tensor, query: int, target: int, n: int = 1, weights=None) -> dict:
     """The four C3LT losses of one direction: codes ``z`` of class ``query`` mapped to ``target``
     by ``g`` and back by ``h``. :func:`train_c3lt` calls it for both directions (codes of each
-    class, maps swapped) and averages the two.
+    class, maps swapped) and averages the two. ``weights`` (default :data:`LOSS_WEIGHTS`, the
+    code's) weight the proximity, cycle and adversarial terms against the classification loss;
+    a weight of 0 removes a term from the total (the chapter's ablations).
 
     Returns
     -------
@@ -144,7 +156,8 @@ def c3lt_losses(classifier: nn.Module, generator: nn.Module, discriminator: nn.M
     d_cf, d_back = discriminator(x_cf), discriminator(x_back)
     adv = (F.binary_cross_entropy_with_logits(d_cf, torch.ones_like(d_cf))
            + F.binary_cross_entropy_with_logits(d_back, torch.ones_like(d_back))) / 2
-    total = cls + LOSS_WEIGHTS["prx"] * prx + LOSS_WEIGHTS["cyc"] * cyc + LOSS_WEIGHTS["adv"] * adv
+    w = _check_weights(weights)
+    total = cls + w["prx"] * prx + w["cyc"] * cyc + w["adv"] * adv
     return {"total": total, "cls": float(cls.detach()), "prx": float(prx.detach()), "cyc": float(cyc.detach()),
             "adv": float(adv.detach())}
 
@@ -169,13 +182,14 @@ def _frozen(*modules: nn.Module):
 def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Module, z_query: torch.Tensor,
                z_target: torch.Tensor, query: int, target: int, *, epochs: int, n: int = 1,
                batch_size: int = 128, lr: float = 1e-3, decay_every: int = 25, device="cpu", seed: int = 0,
-               progress: bool = True) -> tuple[nn.Module, nn.Module, dict]:
+               progress: bool = True, weights=None) -> tuple[nn.Module, nn.Module, dict]:
     """Train ``g`` (query -> target) and ``h`` (target -> query) on latent codes of the two classes.
 
     ``z_query`` and ``z_target`` are codes of images of each class (``E(x)``, or generator samples
     the classifier assigns to the class). The classifier, generator and discriminator are frozen
     (no gradients, eval mode) and restored to their ``requires_grad`` flags afterwards. Adam on
-    ``g`` and ``h`` only, halving the rate every ``decay_every`` epochs.
+    ``g`` and ``h`` only, halving the rate every ``decay_every`` epochs. ``weights`` as in
+    :func:`c3lt_losses`.
 
     Returns ``(g, h, history)`` with per-epoch means of ``total``, ``cls``, ``prx``, ``cyc``,
     ``adv`` and ``time``.
@@ -193,6 +207,7 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
     batch_size, decay_every = check_positive_int(batch_size, "batch_size"), check_positive_int(decay_every, "decay_every")
     lr = check_number(lr, "lr")
     progress = check_bool(progress, "progress")
+    weights = _check_weights(weights)
     dev = pick_device(device)
     seed_everything(check_seed(seed))
     frozen = (classifier, generator, discriminator)
@@ -216,8 +231,8 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
                 for s in range(steps):
                     bq = zq[pq[s * batch_size:(s + 1) * batch_size].to(dev)]
                     bt = zt[pt[s * batch_size:(s + 1) * batch_size].to(dev)]
-                    fwd = c3lt_losses(classifier, generator, discriminator, g, h, bq, query, target, n)
-                    bwd = c3lt_losses(classifier, generator, discriminator, h, g, bt, target, query, n)
+                    fwd = c3lt_losses(classifier, generator, discriminator, g, h, bq, query, target, n, weights)
+                    bwd = c3lt_losses(classifier, generator, discriminator, h, g, bt, target, query, n, weights)
                     loss = (fwd["total"] + bwd["total"]) / 2
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

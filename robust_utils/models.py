@@ -324,9 +324,29 @@ class C3LTClassifier(BookModel):
         self.head = nn.Linear(256, self.num_classes)
 
     def _features(self, z: torch.Tensor) -> torch.Tensor:
+        return self.classify_spatial(self._spatial(z), logits=False)
+
+    def _spatial(self, z: torch.Tensor) -> torch.Tensor:
         z = self.pool1(self.relu1(self.conv1(z)))
-        z = self.pool2(self.relu2(self.conv2(z)))
-        return self.dropout(self.relu3(self.fc1(self.flatten(z))))
+        return self.pool2(self.relu2(self.conv2(z)))
+
+    def spatial_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional map ``(N, 64, h, w)`` (after pooling) of ``[0, 1]`` images:
+        the spatial cells that Counterfactual Visual Explanations swap (Part 7).
+
+        Taught in Part 7, section "The baselines".
+        """
+        self._check_input(x)
+        return self._spatial(self.normalize(x))
+
+    def classify_spatial(self, fmap: torch.Tensor, logits: bool = True) -> torch.Tensor:
+        """The rest of the network from a map of :meth:`spatial_features`: logits (or, with
+        ``logits=False``, the penultimate features).
+
+        Taught in Part 7, section "The baselines".
+        """
+        f = self.dropout(self.relu3(self.fc1(self.flatten(fmap))))
+        return self.head(f) if logits else f
 
 
 class MLP(BookModel):

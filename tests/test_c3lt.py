@@ -81,3 +81,19 @@ def test_latent_optimisation_lowers_its_loss_and_touches_only_the_codes():
         assert torch.equal(a, p) and p.grad is None and p.requires_grad
     with pytest.raises(ValueError, match="one latent code per image"):
         c3lt.latent_optimisation(f, G, z0[:2], x, target=3, steps=1)
+
+
+def test_loss_weights_drop_terms_and_reject_bad_values():
+    f, G, D = _parts(2)
+    g, h = c3lt.LatentMap(), c3lt.LatentMap()
+    z = torch.randn(4, 100)
+    full = c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6)
+    w = {**c3lt.LOSS_WEIGHTS, "cyc": 0.0, "adv": 0.0}
+    part = c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights=w)
+    assert float(part["total"].detach()) == pytest.approx(part["cls"] + 0.1 * part["prx"], rel=1e-5)
+    assert float(full["total"].detach()) == pytest.approx(full["cls"] + 0.1 * full["prx"] + 0.1 * full["cyc"]
+                                                 + 0.001 * full["adv"], rel=1e-5)
+    with pytest.raises(ValueError, match="weights must be a dict"):
+        c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights={"cyc": 0.0})
+    with pytest.raises(ValueError):
+        c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights={**c3lt.LOSS_WEIGHTS, "adv": -1.0})
