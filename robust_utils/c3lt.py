@@ -22,8 +22,7 @@ are trained (:func:`train_c3lt`); ``G``, ``D``, ``E`` and the classifier stay fr
 Images: ``G`` and ``D`` work on ``[-1, 1]``, the book's classifiers take ``[0, 1]`` pixels; the
 conversion happens here.
 
-Taught in Part 7, section "The generator and the encoder" (groundwork; the chapter's C3LT
-sections are not written yet).
+Taught in Part 7, section "C3LT".
 """
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ class LatentMap(nn.Module):
 
     Takes and returns codes ``(B, latent_dim)`` (viewed as ``(B, latent_dim, 1, 1)`` inside).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
 
     def __init__(self, latent_dim: int = LATENT_DIM):
@@ -69,7 +68,7 @@ class LatentMap(nn.Module):
 def transform(latent_map: nn.Module, z: torch.Tensor, n: int = 1) -> torch.Tensor:
     """``n`` residual steps ``z <- z + map(z)``, each rescaled to the norm of the starting code.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     n = check_positive_int(n, "n")
     norm0 = z.norm(dim=1, keepdim=True)
@@ -82,7 +81,7 @@ def transform(latent_map: nn.Module, z: torch.Tensor, n: int = 1) -> torch.Tenso
 def mask_of(x: torch.Tensor, x_cf: torch.Tensor) -> torch.Tensor:
     """The proximity mask ``m = minmax((x_cf - x)^2)`` per image, ``(B, 1, H, W)`` (channels summed).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     m = (x_cf - x).pow(2).sum(1, keepdim=True)
     lo = m.amin(dim=(2, 3), keepdim=True)
@@ -93,7 +92,7 @@ def mask_of(x: torch.Tensor, x_cf: torch.Tensor) -> torch.Tensor:
 def proximity_loss(x: torch.Tensor, x_cf: torch.Tensor) -> torch.Tensor:
     """``[L1(x, x') + 10 smoothness(m) + entropy(m)] / 12``, the code's proximity loss (a scalar).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     m = mask_of(x, x_cf)
     smooth = ((m[..., 1:, :] - m[..., :-1, :]).pow(2).mean() + (m[..., :, 1:] - m[..., :, :-1]).pow(2).mean()) / 2
@@ -138,7 +137,7 @@ def c3lt_losses(classifier: nn.Module, generator: nn.Module, discriminator: nn.M
     dict
         ``total`` (differentiable), ``cls``, ``prx``, ``cyc``, ``adv`` (floats for the record).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     x = generator(z)                                    # [-1, 1]
     z_cf = transform(g, z, n)
@@ -194,7 +193,7 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
     Returns ``(g, h, history)`` with per-epoch means of ``total``, ``cls``, ``prx``, ``cyc``,
     ``adv`` and ``time``.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     nc = getattr(classifier, "num_classes", None)
     query, target = check_class_index(query, "query", nc), check_class_index(target, "target", nc)
@@ -252,7 +251,7 @@ def train_c3lt(classifier: nn.Module, generator: nn.Module, discriminator: nn.Mo
 def counterfactual(encoder: nn.Module, generator: nn.Module, g: nn.Module, x: torch.Tensor, n: int = 1) -> torch.Tensor:
     """``x' = G(g^n(E(x)))`` for ``[0, 1]`` images ``x``; returns ``[0, 1]`` images.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "C3LT".
     """
     with torch.no_grad():
         return from_tanh_range(generator(transform(g, encoder(to_tanh_range(x)), n)))
@@ -266,7 +265,7 @@ def latent_optimisation(classifier: nn.Module, generator: nn.Module, z0: torch.T
     ``generator`` get no gradients); ``x`` are ``[0, 1]`` images. Returns ``x_cf`` (``[0, 1]``),
     ``z`` and the per-step ``loss`` list.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "The baselines".
     """
     nc = getattr(classifier, "num_classes", None)
     target = check_class_index(target, "target", nc)
@@ -290,3 +289,35 @@ def latent_optimisation(classifier: nn.Module, generator: nn.Module, z0: torch.T
     with torch.no_grad():
         x_cf = from_tanh_range(generator(z))
     return {"x_cf": x_cf, "z": z.detach(), "loss": losses}
+
+
+def latent_optimisation_to_validity(classifier: nn.Module, generator: nn.Module, z0: torch.Tensor, x: torch.Tensor,
+                                    target: int, validity: float, *, steps_grid=(10, 20, 50, 100, 200, 400),
+                                    **kwargs) -> dict:
+    """Per-image latent optimisation with ever more steps until its validity reaches ``validity``.
+
+    Runs :func:`latent_optimisation` with each number of steps of ``steps_grid`` in turn (each
+    run from ``z0``, timed) and stops at the first whose counterfactuals the classifier assigns
+    to ``target`` at least as often as ``validity`` (C3LT's, for the speed comparison at equal
+    validity). Returns ``steps``, ``validity`` and ``seconds`` of that run (of the last run,
+    with ``reached=False``, when none reached it), and ``runs``: every ``(steps, validity,
+    seconds)``.
+
+    Taught in Part 7, section "Speed".
+    """
+    validity = check_number(validity, "validity", maximum=1.0, strict=False)
+    grid = [check_positive_int(s, "each entry of steps_grid") for s in steps_grid]
+    if not grid:
+        raise ValueError("steps_grid must name at least one number of steps.")
+    tgt = check_class_index(target, "target", getattr(classifier, "num_classes", None))
+    runs = []
+    for s in grid:
+        t0 = time.perf_counter()
+        out = latent_optimisation(classifier, generator, z0, x, tgt, steps=s, **kwargs)
+        seconds = time.perf_counter() - t0
+        with torch.no_grad():
+            val = float((classifier(out["x_cf"]).argmax(1) == tgt).float().mean())
+        runs.append((s, val, seconds))
+        if val >= validity:
+            return {"steps": s, "validity": val, "seconds": seconds, "reached": True, "runs": runs}
+    return {"steps": s, "validity": val, "seconds": seconds, "reached": False, "runs": runs}

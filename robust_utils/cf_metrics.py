@@ -25,8 +25,8 @@ For a query ``x`` of class ``c`` and a counterfactual (CF) ``x'`` meant for clas
 When ``x' = x`` the mask is all zeros and the insertion order is the pixel order; every step
 leaves the image unchanged, so both AUPCs equal the scores of ``x`` and COUT is defined (no NaN).
 
-Taught in Part 7, section "The generator and the encoder" (groundwork; the chapter's metric
-sections are not written yet).
+Taught in Part 7, sections "Table 1: COUT", "Realism: IM1, IM2, FID and KID" and "Table 3:
+proximity and validity".
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _pair(x, x_cf):
 def validity(model: nn.Module, x_cf: torch.Tensor, target) -> float:
     """Fraction of counterfactuals the model assigns to ``target`` (an int or ``(N,)`` labels).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Table 3: proximity and validity".
     """
     check_eval_model(model, "the predictions would be random")
     _pair(x_cf, x_cf)
@@ -72,7 +72,7 @@ def validity(model: nn.Module, x_cf: torch.Tensor, target) -> float:
 def proximity(x: torch.Tensor, x_cf: torch.Tensor) -> float:
     """Mean absolute change per pixel, ``sum |x - x_cf| / (N C H W)``.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Table 3: proximity and validity".
     """
     x, x_cf = _pair(x, x_cf)
     return float((x - x_cf).abs().mean())
@@ -109,7 +109,7 @@ def cout(model: nn.Module, x: torch.Tensor, x_cf: torch.Tensor, query, target, *
         ``cout_per_image``, ``aupc_cf_per_image``, ``aupc_query_per_image``, and the curves
         ``curve_cf`` and ``curve_query`` (numpy ``(N, T + 1)``); COUT is higher-is-better.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Table 1: COUT".
     """
     check_eval_model(model, "the scores would be random")
     x, x_cf = _pair(x, x_cf)
@@ -171,7 +171,7 @@ def _recon_sq(ae: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def im1(ae_query: nn.Module, ae_cf: nn.Module, x_cf: torch.Tensor, eps: float = 1e-8) -> float:
     """IM1: the CF class autoencoder's reconstruction error of ``x_cf`` over the query class's.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     _pair(x_cf, x_cf)
     _, e_cf = _recon_sq(ae_cf, x_cf)
@@ -184,7 +184,7 @@ def im2(ae_cf: nn.Module, ae_all: nn.Module, x_cf: torch.Tensor, eps: float = 1e
     """IM2: the distance between the CF-class and all-class reconstructions of ``x_cf``, over
     ``||x_cf||_1``.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     _pair(x_cf, x_cf)
     r_cf, _ = _recon_sq(ae_cf, x_cf)
@@ -211,7 +211,7 @@ def fid_from_features(real, fake) -> float:
     ``Tr((S_r S_g)^{1/2})`` is computed as ``Tr((S_r^{1/2} S_g S_r^{1/2})^{1/2})``, which is
     symmetric positive semi-definite, so the result is real.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     r, g = _features(real, "real"), _features(fake, "fake")
     if r.shape[1] != g.shape[1]:
@@ -227,7 +227,7 @@ def fid_from_features(real, fake) -> float:
 def kid_from_features(real, fake, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """KID: the unbiased squared MMD with the kernel ``(x.y / d + 1)^3``, mean and std over subsets.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     r, g = _features(real, "real"), _features(fake, "fake")
     subsets = check_positive_int(subsets, "subsets")

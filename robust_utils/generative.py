@@ -18,8 +18,8 @@ Weights start from N(0, 0.02) (batch-norm scales from N(1, 0.02)), as in DCGAN. 
 (:func:`train_dcgan`): Adam 2e-4 with beta1 = 0.5, the non-saturating loss, batches of 64, the
 images kept as tensors on the device.
 
-Taught in Part 7, section "The generator and the encoder" (this module is the groundwork of
-Part 7; its chapter is not written yet).
+Taught in Part 7, section "The generator and the encoder"; the autoencoders in section "Realism:
+IM1, IM2, FID and KID".
 """
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ class ConvAutoencoder(nn.Module):
     then ``conv 3x3 (16) -> ReLU -> upsample 2 -> conv 3x3 (16) -> ReLU -> conv 3x3 (channels)``;
     linear output, for images of any pixel range (even side lengths).
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
 
     def __init__(self, channels: int = 1, width: int = 16):
@@ -264,7 +264,7 @@ def train_autoencoder(ae: nn.Module, x: torch.Tensor, *, epochs: int, batch_size
                       device="cpu", seed: int = 0) -> list[float]:
     """Train ``ae`` to reconstruct ``x`` (mean squared error, Adam); returns the per-epoch mean loss.
 
-    Taught in Part 7, section "The generator and the encoder".
+    Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     if not isinstance(ae, nn.Module):
         raise TypeError(f"ae must be a torch.nn.Module, got {type(ae).__name__}.")

@@ -97,3 +97,18 @@ def test_loss_weights_drop_terms_and_reject_bad_values():
         c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights={"cyc": 0.0})
     with pytest.raises(ValueError):
         c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights={**c3lt.LOSS_WEIGHTS, "adv": -1.0})
+
+
+def test_latent_optimisation_to_validity_stops_at_the_first_run_that_reaches_it():
+    f, G, _ = _parts(3)
+    z0 = torch.randn(4, 100)
+    x = gen.from_tanh_range(G(z0)).detach()
+    out = c3lt.latent_optimisation_to_validity(f, G, z0, x, 6, 0.0, steps_grid=(2, 4))
+    assert out["reached"] and out["steps"] == 2 and len(out["runs"]) == 1 and out["seconds"] > 0
+    hard = c3lt.latent_optimisation_to_validity(f, G, z0, x, 6, 1.0, steps_grid=(1,), lr=1e-9)
+    assert hard["steps"] == 1 and len(hard["runs"]) == 1
+    assert hard["reached"] == (hard["validity"] >= 1.0)
+    with pytest.raises(ValueError):
+        c3lt.latent_optimisation_to_validity(f, G, z0, x, 6, 1.5)
+    with pytest.raises(ValueError, match="at least one"):
+        c3lt.latent_optimisation_to_validity(f, G, z0, x, 6, 0.5, steps_grid=())
