@@ -103,6 +103,18 @@ def check_labels(y, n: int | None = None, num_classes: int | None = None,
     return y if y.dtype == torch.long else y.long()
 
 
+def check_class_labels(v, n: int, name: str = "labels", num_classes: int | None = None) -> torch.Tensor:
+    """One class index for all ``n`` images, or one per image (a tensor, list or tuple): a long
+    tensor of ``n`` labels, checked by :func:`check_class_index` / :func:`check_labels`."""
+    if isinstance(v, torch.Tensor) and v.dim() == 1:
+        return check_labels(v, n=n, num_classes=num_classes, name=name)
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            raise ValueError(f"{name} must be one class index or one per image ({n}), got {len(v)}.")
+        return torch.tensor([check_class_index(c, name, num_classes) for c in v], dtype=torch.long)
+    return torch.full((n,), check_class_index(v, name, num_classes), dtype=torch.long)
+
+
 def check_probabilities(p, name: str = "probabilities", atol: float = 1e-4) -> torch.Tensor:
     """Check that the last dimension of ``p`` holds probability vectors (non-negative, sum to 1)."""
     if not isinstance(p, torch.Tensor) or not torch.is_floating_point(p):

@@ -29,20 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_class_index, check_eval_model, check_images, check_number, check_positive_int
+from ._checks import check_class_labels, check_eval_model, check_images, check_number, check_positive_int
 from .attacks import pgd
 
 __all__ = ["cem_pertinent_negative", "cve", "edit_cout", "adversarial_cf"]
 
 
 def _labels(v, n: int, name: str, nc, device) -> torch.Tensor:
-    """An int or a sequence of class indices -> a long tensor of ``n`` labels."""
-    if isinstance(v, torch.Tensor):
-        v = v.tolist()
-    vals = [v] * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else list(v)
-    if len(vals) != n:
-        raise ValueError(f"{name} must be one class index or one per image ({n}), got {len(vals)}.")
-    return torch.tensor([check_class_index(int(c), name, nc) for c in vals], dtype=torch.long, device=device)
+    return check_class_labels(v, n, name, nc).to(device)
 
 
 def cem_pertinent_negative(model: nn.Module, x: torch.Tensor, query, *, autoencoder: nn.Module | None = None,

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_class_index, check_eval_model, check_labels, check_positive_int, model_device
+from ._checks import check_class_labels, check_eval_model, check_positive_int, model_device
 from .metrics import declares_direction
 
 __all__ = ["validity", "proximity", "cout", "im1", "im2", "fid_from_features", "kid_from_features"]
@@ -61,8 +61,7 @@ def validity(model: nn.Module, x_cf: torch.Tensor, target) -> float:
     check_eval_model(model, "the predictions would be random")
     _pair(x_cf, x_cf)
     dev = model_device(model, x_cf.device)
-    t = (torch.full((x_cf.shape[0],), check_class_index(target, "target"), dtype=torch.long)
-         if not isinstance(target, torch.Tensor) else check_labels(target, n=x_cf.shape[0], name="target"))
+    t = check_class_labels(target, x_cf.shape[0], "target", getattr(model, "num_classes", None))
     with torch.no_grad():
         pred = model(x_cf.to(dev)).argmax(1).cpu()
     return float((pred == t.cpu()).float().mean())
@@ -118,12 +117,7 @@ def cout(model: nn.Module, x: torch.Tensor, x_cf: torch.Tensor, query, target, *
     n, c, h, w = x.shape
     nc = getattr(model, "num_classes", None)
 
-    def labels(v, name):
-        if isinstance(v, torch.Tensor):
-            return check_labels(v, n=n, num_classes=nc, name=name)
-        return torch.full((n,), check_class_index(v, name, nc), dtype=torch.long)
-
-    cq, ct = labels(query, "query"), labels(target, "target")
+    cq, ct = check_class_labels(query, n, "query", nc), check_class_labels(target, n, "target", nc)
     dev = model_device(model, x.device)
     chunk = max(1, math.ceil(h * w / steps))
     t_steps = math.ceil(h * w / chunk)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import c3lt
-from ._checks import check_bool, check_images, check_number, check_positive_int, check_seed
+from ._checks import check_bool, check_class_index, check_images, check_number, check_positive_int, check_seed
 from .config import pick_device, progress_bar, seed_everything
 from .generative import (LATENT_DIM, ConvAutoencoder, DCGANDiscriminator, DCGANGenerator, LatentEncoder,
                          to_tanh_range, train_autoencoder, train_dcgan)
@@ -184,9 +184,8 @@ def _train_encoder(model, recipe, *, device, progress=True, deps=None) -> dict:
 
 
 def _check_ae(p: dict) -> None:
-    c = p["only_class"]
-    if not isinstance(c, int) or isinstance(c, bool) or not -1 <= c <= 9:
-        raise ValueError(f"only_class must be a class index 0-9, or -1 for all classes, got {c!r}.")
+    if p["only_class"] != -1:  # -1: all classes
+        check_class_index(p["only_class"], "only_class (or -1 for all classes)", 10)
 
 
 @register_trainer("autoencoder", params={"only_class": -1}, check=_check_ae)
@@ -212,8 +211,7 @@ def _train_ae(model, recipe, *, device, progress=True, deps=None) -> dict:
 
 def _check_c3lt(p: dict) -> None:
     for k in ("query", "target"):
-        if not isinstance(p[k], int) or isinstance(p[k], bool) or not 0 <= p[k] <= 9:
-            raise ValueError(f"{k} must be a class index 0-9, got {p[k]!r}.")
+        check_class_index(p[k], k, 10)
     if p["query"] == p["target"]:
         raise ValueError("query and target must be different classes.")
     check_positive_int(p["n"], "n")

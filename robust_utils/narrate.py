@@ -22,7 +22,7 @@ import numpy as np
 
 from ._checks import check_bool, check_number, check_positive_int
 
-__all__ = ["fmt", "compare", "change", "direction", "rank_sentence", "say"]
+__all__ = ["fmt", "count", "compare", "change", "direction", "rank_sentence", "say"]
 
 
 def _is_number(x) -> bool:
@@ -76,6 +76,19 @@ def fmt(x, digits: int = 3, percent: bool = False) -> str:
     if "." in text and decimals > 0:
         text = text.rstrip("0").rstrip(".")
     return ("0" if text in ("-0", "") else text) + suffix
+
+
+def count(n, word: str, plural: str | None = None) -> str:
+    """``"1 epoch"``, ``"4 epochs"``: an integer count with its noun in the right number
+    (``plural`` defaults to ``word + "s"``; a count of 0 takes the plural).
+
+    Taught in the Introduction, section "Claims and verdicts".
+    """
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise TypeError(f"count takes an integer count, got {n!r}; round it first.")
+    if not isinstance(word, str) or not word:
+        raise ValueError(f"word must be a non-empty string, got {word!r}.")
+    return f"{fmt(int(n))} {word if n == 1 else (plural or word + 's')}"
 
 
 def compare(a, b, higher: str = "higher than", lower: str = "lower than",

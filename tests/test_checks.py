@@ -114,6 +114,22 @@ def test_check_finite_and_class_index():
         K.check_class_index(1.0)
 
 
+def test_check_class_labels_broadcasts_or_checks_each():
+    assert K.check_class_labels(3, 2).tolist() == [3, 3]
+    assert K.check_class_labels(torch.tensor(1), 3, num_classes=2).tolist() == [1, 1, 1]
+    assert K.check_class_labels([0, 2], 2, num_classes=3).tolist() == [0, 2]
+    t = K.check_class_labels(torch.tensor([1, 0], dtype=torch.int32), 2)
+    assert t.dtype == torch.long and t.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="one per image \\(3\\)"):
+        K.check_class_labels([0, 1], 3, "target")
+    with pytest.raises(ValueError, match="3 entries but there are 2"):
+        K.check_class_labels(torch.tensor([0, 1, 2]), 2)
+    with pytest.raises(ValueError, match=r"target must be a class index in \[0, 1\]"):
+        K.check_class_labels([0, 5], 2, "target", num_classes=2)
+    with pytest.raises(TypeError, match="class index"):
+        K.check_class_labels(0.5, 2)
+
+
 @pytest.mark.parametrize("bad", ["x/../../escaped", "..", "a/b", "a\\b", "", ".hidden", "a..b", "a b"])
 def test_check_name_rejects_path_tricks(bad):
     with pytest.raises(ValueError, match="file name"):

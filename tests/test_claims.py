@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from robust_utils import claims as C
@@ -190,6 +192,16 @@ def test_scoreboard_empty_and_filled(tmp_path):
 ])
 def test_fmt(x, kw, text):
     assert N.fmt(x, **kw) == text
+
+
+def test_count_agrees_in_number():
+    assert N.count(1, "epoch") == "1 epoch"
+    assert N.count(4, "epoch") == "4 epochs" and N.count(0, "epoch") == "0 epochs"
+    assert N.count(np.int64(2), "query", "queries") == "2 queries"
+    with pytest.raises(TypeError, match="integer count"):
+        N.count(1.5, "epoch")
+    with pytest.raises(ValueError, match="non-empty"):
+        N.count(2, "")
 
 
 def test_compare_change_direction_rank():

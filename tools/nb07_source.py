@@ -71,7 +71,7 @@ from IPython.display import display
 from robust_utils import (c3lt, cache, cf_baselines, cf_metrics, cf_models, claims, data, features, interactive,
                           recipes, training)
 from robust_utils.generative import from_tanh_range, to_tanh_range
-from robust_utils.narrate import compare, fmt, say
+from robust_utils.narrate import change, compare, count, fmt, say
 from robust_utils.tables import show_table
 
 CLASSES = data.FASHION_MNIST_CLASSES
@@ -159,7 +159,7 @@ fid_test = cf_metrics.fid_from_features(feat(x_train[:2000]), feat(x_test[:2000]
 noise = torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(SEED)).to(device)
 fid_noise = cf_metrics.fid_from_features(feat(x_train[:2000]), feat(noise))
 say(f"The classifier explained here is the C3LT CNN of Part 1 ({fmt(100 * acc_f, 1)} % test accuracy; paper: 91.5 %). "
-    f"The generator has width {SET['width']} (the code: 64) and trained {chapter_recipes['gan'].epochs} epochs on "
+    f"The generator has width {SET['width']} (the code: 64) and trained {count(chapter_recipes['gan'].epochs, 'epoch')} on "
     f"{chapter_recipes['gan'].n_train or 60000} images (the code: 100 epochs on 60,000). Of 2,000 samples the classifier "
     f"puts at least 2 % in {covered} of the 10 classes; their FID against training images is {fmt(fid_samples, 1)}, "
     f"against {fmt(fid_test, 1)} for real test images and {fmt(fid_noise, 1)} for uniform noise (FID on the penultimate "
@@ -263,7 +263,7 @@ show_table(pd.DataFrame({f"{name(q)} → {name(t)}": [v[0]] for (q, t), v in c3l
                         | {f"{name(t)} → {name(q)}": [v[1]] for (q, t), v in c3lt_val.items()},
                         index=["validity"]).round(3),
            caption=f"C3LT's validity in both directions of each pair, on the first {S['n_eval']} correctly classified "
-           f"test images of the query class ({SET['map_epochs']} map epochs; the code: 201)")
+           f"test images of the query class ({count(SET['map_epochs'], 'map epoch')}; the code: 201)")
 ''', tags=["hide-input"])
 code(r'''
 mh = meta[cf_models.map_label(*PAIRS[0])]["history"]
@@ -690,15 +690,14 @@ Under the smoke profile every model trains for seconds: the numbers only show th
 and verdicts there say nothing about the paper.
 """)
 code(r'''
-COMMON = (f"Fashion-MNIST, {profile.name} profile: DCGAN of width {SET['width']} (code: 64), {SET['gan_epochs']} GAN "
-          f"epochs and {SET['map_epochs']} map epochs (code: 100 and 201) on {SET['n_train'] or 60000} training images; "
+COMMON = (f"Fashion-MNIST, {profile.name} profile: DCGAN of width {SET['width']} (code: 64), {count(SET['gan_epochs'], 'GAN epoch')} "
+          f"and {count(SET['map_epochs'], 'map epoch')} (code: 100 and 201) on {SET['n_train'] or 60000} training images; "
           f"our encoder loss; {n_keep} queries that every method solved, from {S['n_eval']} per pair; CEM "
           f"{S['cem_search']} × {S['cem_steps']} steps (official: 9 × 1000); PGD L∞ ε = {PGD_EPS}")
 say(f"**Common to every row** (the protocol column adds only what differs further): {COMMON}.")
 FM = f"common protocol above ({profile.name})"
 FEAT = FM + "; FID/KID on a Fashion-MNIST CNN's features, not Inception"
 table = claims.ClaimsTable("07_counterfactuals", profile=profile.name)
-others = [m for m in METHODS if m != "C3LT"]
 paper_baselines = ["CEM", "CVE", "Adv. attack"]
 table.add("C3LT has the highest COUT (C3LT − best of CEM, CVE, PGD)", "Khorram & Fuxin 2022, Table 1",
           mean["C3LT"]["cout"] - max(mean[m]["cout"] for m in paper_baselines), FM,
@@ -712,29 +711,26 @@ table.add("The adversarial attack is valid", "Khorram & Fuxin 2022, Table 3", me
 table.add("CEM and CVE often fail to reach the CF class (the higher of their validities)", "Khorram & Fuxin 2022, Table 3",
           max(mean["CEM"]["val"], mean["CVE"]["val"]), FM, claims.at_most(0.7, partly=0.9), source_value=0.620,
           section="7. Table 3: proximity and validity")
-table.add("CEM and CVE are more proximal than C3LT (Prox, lower first)", "Khorram & Fuxin 2022, Table 3",
-          {m: mean[m]["prox"] for m in ("CEM", "CVE", "C3LT", "Adv. attack")}, FM,
-          claims.ranking(["CEM", "CVE", "C3LT", "Adv. attack"], higher_is_better=False),
-          source_value={m: PAPER["Prox ↓"][m] for m in ("CEM", "CVE", "C3LT", "Adv. attack")},
-          section="7. Table 3: proximity and validity")
-table.add("The attack is valid but not realistic: IM1 of C3LT / IM1 of the attack", "Khorram & Fuxin 2022, Table 2",
+T2, T3 = "Khorram & Fuxin 2022, Table 2", "Khorram & Fuxin 2022, Table 3"
+SEC6, SEC7 = "6. Realism: IM1, IM2, FID and KID", "7. Table 3: proximity and validity"
+
+
+def add_ranking(claim, source, key, scores, order, protocol, section):
+    """A row whose verdict is the ranking of `order` (best first, lower is better) by `scores`."""
+    table.add(claim, source, {m: scores[m] for m in order}, protocol, claims.ranking(order, higher_is_better=False),
+              source_value={m: PAPER[key][m] for m in order}, section=section)
+
+
+add_ranking("CEM and CVE are more proximal than C3LT (Prox, lower first)", T3, "Prox ↓",
+            {m: mean[m]["prox"] for m in METHODS}, ["CEM", "CVE", "C3LT", "Adv. attack"], FM, SEC7)
+table.add("The attack is valid but not realistic: IM1 of C3LT / IM1 of the attack", T2,
           realism["C3LT"]["IM1 ↓"] / realism["Adv. attack"]["IM1 ↓"], FM, claims.at_most(0.9, partly=1.0),
-          source_value=0.74 / 1.34, section="6. Realism: IM1, IM2, FID and KID")
-table.add("FID ranks C3LT, CVE, CEM, attack (best first)", "Khorram & Fuxin 2022, Table 2",
-          {m: realism[m]["FID ↓"] for m in ("C3LT", "CVE", "CEM", "Adv. attack")}, FEAT,
-          claims.ranking(["C3LT", "CVE", "CEM", "Adv. attack"], higher_is_better=False),
-          source_value={m: PAPER["FID ↓"][m] for m in ("C3LT", "CVE", "CEM", "Adv. attack")},
-          section="6. Realism: IM1, IM2, FID and KID")
-table.add("KID ranks C3LT, CVE, CEM, attack (best first)", "Khorram & Fuxin 2022, Table 2",
-          {m: realism[m]["KID × 1e3 ↓"] for m in ("C3LT", "CVE", "CEM", "Adv. attack")}, FEAT,
-          claims.ranking(["C3LT", "CVE", "CEM", "Adv. attack"], higher_is_better=False),
-          source_value={m: PAPER["KID × 1e3 ↓"][m] for m in ("C3LT", "CVE", "CEM", "Adv. attack")},
-          section="6. Realism: IM1, IM2, FID and KID")
-table.add("IM1 ranks C3LT, CVE, attack, CEM (best first)", "Khorram & Fuxin 2022, Table 2",
-          {m: realism[m]["IM1 ↓"] for m in ("C3LT", "CVE", "Adv. attack", "CEM")}, FM,
-          claims.ranking(["C3LT", "CVE", "Adv. attack", "CEM"], higher_is_better=False),
-          source_value={m: PAPER["IM1 ↓"][m] for m in ("C3LT", "CVE", "Adv. attack", "CEM")},
-          section="6. Realism: IM1, IM2, FID and KID")
+          source_value=0.74 / 1.34, section=SEC6)
+for key, proto in (("FID ↓", FEAT), ("KID × 1e3 ↓", FEAT)):
+    add_ranking(f"{key.split()[0]} ranks C3LT, CVE, CEM, attack (best first)", T2, key,
+                {m: realism[m][key] for m in METHODS}, ["C3LT", "CVE", "CEM", "Adv. attack"], proto, SEC6)
+add_ranking("IM1 ranks C3LT, CVE, attack, CEM (best first)", T2, "IM1 ↓", {m: realism[m]["IM1 ↓"] for m in METHODS},
+            ["C3LT", "CVE", "Adv. attack", "CEM"], FM, SEC6)
 table.add("IM2 ranks C3LT first (C3LT − best of CEM, CVE, PGD; × 10)", "Khorram & Fuxin 2022, Table 2",
           realism["C3LT"]["IM2 × 10 ↓"] - min(realism[m]["IM2 × 10 ↓"] for m in paper_baselines), FM,
           claims.at_most(0.0), source_value=0.093 - 0.26, section="6. Realism: IM1, IM2, FID and KID")
@@ -836,8 +832,8 @@ for n_ in (1, 2, 3):
     rows[f"n = {n_}"] = {"validity": cf_metrics.validity(f, cf, p[1]), "proximity ([−1, 1])": 2 * cf_metrics.proximity(Q[p], cf)}
 ex1 = pd.DataFrame(rows).T
 show_table(ex1.round(3), caption="Maps trained with n = 1, applied n times at inference")
-say(f"Validity goes {fmt(ex1['validity'].iloc[0], 3)} → {fmt(ex1['validity'].iloc[-1], 3)} and proximity "
-    f"{fmt(ex1.iloc[0, 1], 3)} → {fmt(ex1.iloc[-1, 1], 3)} from n = 1 to 3: each step moves further from the query.")
+say(f"From n = 1 to 3 validity {change(ex1['validity'].iloc[0], ex1['validity'].iloc[-1], tol=0.005)} and "
+    f"proximity {change(ex1.iloc[0, 1], ex1.iloc[-1, 1], tol=0.005, rises='rises (the CF moves further from the query)', falls='falls (the CF moves closer to the query)')}.")
 ''', tags=["hide-input"])
 code(r'''
 # Solution to exercise 2: latent optimisation from a random code
@@ -849,8 +845,10 @@ z_rand = torch.randn(z0.shape, generator=torch.Generator(device=device).manual_s
 from_e = c3lt.latent_optimisation(f, G, z0, x0, p[1], steps=S["lo_steps"])["x_cf"]
 from_r = c3lt.latent_optimisation(f, G, z_rand, x0, p[1], steps=S["lo_steps"])["x_cf"]
 pe, pr = 2 * cf_metrics.proximity(Q[p], from_e), 2 * cf_metrics.proximity(Q[p], from_r)
-say(f"Proximity from E(x): {fmt(pe, 3)}; from a random code: {fmt(pr, 3)} — the random start is "
-    f"{compare(pr, pe, 'further from', 'closer to')} the query: the encoder is what ties the CF to this image.")
+word = compare(pr, pe, "further from", "closer to", "as far from", tol=0.005)
+say(f"Proximity from E(x): {fmt(pe, 3)}; from a random code: {fmt(pr, 3)}: the CF from a random start ends {word} "
+    "the query" + (", so the encoder is what ties the CF to this image." if word == "further from" else
+                   ": the proximity term alone pulls the CF to the query, and the encoder's start adds little here."))
 ''', tags=["hide-input"])
 code(r'''
 # Solution to exercise 3: COUT's number of steps
