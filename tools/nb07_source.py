@@ -158,11 +158,11 @@ fid_samples = cf_metrics.fid_from_features(feat(x_train[:2000]), feat(samples))
 fid_test = cf_metrics.fid_from_features(feat(x_train[:2000]), feat(x_test[:2000]))
 noise = torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(SEED)).to(device)
 fid_noise = cf_metrics.fid_from_features(feat(x_train[:2000]), feat(noise))
-say(f"The classifier explained here is the C3LT CNN of Part 1 ({fmt(100 * acc_f, 1)} % test accuracy; paper: 91.5 %). "
+say(f"The classifier explained here is the C3LT CNN of Part 1 ({fmt(100 * acc_f, 3)} % test accuracy; paper: 91.5 %). "
     f"The generator has width {SET['width']} (the code: 64) and trained {count(chapter_recipes['gan'].epochs, 'epoch')} on "
     f"{chapter_recipes['gan'].n_train or 60000} images (the code: 100 epochs on 60,000). Of 2,000 samples the classifier "
-    f"puts at least 2 % in {covered} of the 10 classes; their FID against training images is {fmt(fid_samples, 1)}, "
-    f"against {fmt(fid_test, 1)} for real test images and {fmt(fid_noise, 1)} for uniform noise (FID on the penultimate "
+    f"puts at least 2 % in {covered} of the 10 classes; their FID against training images is {fmt(fid_samples, 3)}, "
+    f"against {fmt(fid_test, 3)} for real test images and {fmt(fid_noise, 3)} for uniform noise (FID on the penultimate "
     "features of another Fashion-MNIST CNN, see section 6).")
 ''')
 code(r'''
@@ -204,8 +204,8 @@ axes[0, 0].set_ylabel("x", fontsize=8)
 axes[1, 0].set_ylabel("G(E(x))", fontsize=8)
 plt.show()
 say(f"Reconstructions $G(E(x))$ of the first {n_rec} test images: mean absolute error {fmt(rec_l1, 3)} on the [−1, 1] "
-    f"scale, and the classifier gives the reconstruction the image's true class for {fmt(100 * rec_agree, 1)} % of them "
-    f"(the images themselves: {fmt(100 * acc_f, 1)} %).")
+    f"scale, and the classifier gives the reconstruction the image's true class for {fmt(100 * rec_agree, 3)} % of them "
+    f"(the images themselves: {fmt(100 * acc_f, 3)} %).")
 ''', tags=["hide-input"])
 md(r"""
 ## 3. C3LT
@@ -546,9 +546,9 @@ code(r'''
 t3 = {"Prox ↓": {m: mean[m]["prox"] for m in METHODS}, "Val ↑": {m: mean[m]["val"] for m in METHODS}}
 show_table(with_paper(t3, METHODS), caption=f"Table 3 on Fashion-MNIST: ours (the paper's), over the {n_keep} queries "
            "every method solved")
-say(f"The attack is valid for {fmt(100 * mean['Adv. attack']['val'], 1)} % of the queries and C3LT for "
-    f"{fmt(100 * mean['C3LT']['val'], 1)} %, CEM for {fmt(100 * mean['CEM']['val'], 1)} % and CVE for "
-    f"{fmt(100 * mean['CVE']['val'], 1)} %. CEM's and CVE's proximities ({fmt(mean['CEM']['prox'], 3)}, "
+say(f"The attack is valid for {fmt(100 * mean['Adv. attack']['val'], 3)} % of the queries and C3LT for "
+    f"{fmt(100 * mean['C3LT']['val'], 3)} %, CEM for {fmt(100 * mean['CEM']['val'], 3)} % and CVE for "
+    f"{fmt(100 * mean['CVE']['val'], 3)} %. CEM's and CVE's proximities ({fmt(mean['CEM']['prox'], 3)}, "
     f"{fmt(mean['CVE']['prox'], 3)}) are {compare(max(mean['CEM']['prox'], mean['CVE']['prox']), mean['C3LT']['prox'], 'larger than', 'smaller than')} "
     f"C3LT's ({fmt(mean['C3LT']['prox'], 3)}): validity and proximity alone would crown the wrong method, which is "
     "the paper's point about reading the metrics together.")
@@ -611,7 +611,7 @@ base = abl["C3LT (n = 1)"]
 nc_, na_ = abl["C3LT, no cycle loss"], abl["C3LT, no adversarial loss"]
 say(f"Without the cycle loss the cycle error is {fmt(nc_['cycle error ↓'], 3)} against {fmt(base['cycle error ↓'], 3)} "
     f"with it, and COUT {fmt(nc_['COUT ↑'], 3)} against {fmt(base['COUT ↑'], 3)}. Without the adversarial loss "
-    f"FID is {fmt(na_['FID ↓'], 1)} against {fmt(base['FID ↓'], 1)}.")
+    f"FID is {fmt(na_['FID ↓'], 3)} against {fmt(base['FID ↓'], 3)}.")
 ''')
 md(r"""
 ## 10. Speed
@@ -637,7 +637,7 @@ speedup = eq["seconds"] / max(c3lt_s, 1e-9)
 show_table(pd.DataFrame({"ms per CF": ms}).T.round(2), caption=f"Milliseconds per CF on {device} ({n_all} queries, "
            f"three pairs); latent optimisation with {S['lo_steps']} steps, CEM {S['cem_search']} × {S['cem_steps']} "
            f"FISTA steps, CVE up to {S['cve_edits']} edits, PGD {S['pgd_steps']} steps")
-say(f"On {name(p[0])} → {name(p[1])} C3LT's {len(Q[p])} CFs took {fmt(1000 * c3lt_s, 1)} ms (validity "
+say(f"On {name(p[0])} → {name(p[1])} C3LT's {len(Q[p])} CFs took {fmt(1000 * c3lt_s, 3)} ms (validity "
     f"{fmt(v_c3lt, 3)}). Latent optimisation " + (f"reached that validity ({fmt(eq['validity'], 3)}) with {eq['steps']} "
     f"steps in {fmt(eq['seconds'], 2)} s: C3LT is {fmt(speedup, 3)} × faster at equal validity."
     if eq["reached"] else f"did not reach it within {grid[-1]} steps ({fmt(eq['validity'], 3)} after "
