@@ -58,8 +58,11 @@ def main(argv=None) -> None:
         x0 = from_tanh_range(G(z0))
 
     def floor():  # one forward + backward through G and f: the least one step of any latent search costs
+        # Gradient with respect to the codes only, as in the search (whose networks are frozen);
+        # a plain .backward() would also compute every weight gradient and overstate the floor.
         z = z0.clone().requires_grad_(True)
-        F.cross_entropy(f(from_tanh_range(G(z))), torch.full((len(z),), t, device=dev)).backward()
+        loss = F.cross_entropy(f(from_tanh_range(G(z))), torch.full((len(z),), t, device=dev))
+        torch.autograd.grad(loss, z)
 
     best, outs = best_of({"C3LT": lambda: c3lt.counterfactual(E, G, maps["g"], x), "one step": floor},
                          args.repeats, dev)
