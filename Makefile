@@ -23,7 +23,7 @@ OUTPUT_TIMEOUT ?= 120
 # What `make test` runs (the unit tests and every notebook).
 TEST_PATHS ?= tests notebooks
 
-.PHONY: book test setup notebooks html clean-book
+.PHONY: book test setup notebooks html clean-book gpu-run
 
 setup:
 	@bash tools/bootstrap.sh
@@ -40,6 +40,11 @@ book: notebooks html
 
 test: setup
 	RNI_PROFILE=smoke RNI_OFFLINE=1 RNI_WIDGETS=static RNI_CLAIMS_DIR=$(CURDIR)/runs/nbval-claims MPLBACKEND=Agg RNI_NBVAL_OUTPUT_TIMEOUT=$(OUTPUT_TIMEOUT) $(VENV)/bin/python -m pytest $(TEST_PATHS) --nbval-lax --nbval-cell-timeout=$(or $(CELL_TIMEOUT),600) -p no:cacheprovider $(PYTEST_ARGS)
+
+# The whole book on one GPU under the full profile: pre-build every chapter's models, then run
+# every notebook (the rest after a failure too); runs/full_gpu.json has seconds per model and notebook.
+gpu-run: setup
+	$(VENV)/bin/rni-run --profile full --device cuda --prebuild --keep-going --summary runs/full_gpu.json $(if $(CELL_TIMEOUT),--timeout $(CELL_TIMEOUT),) $(if $(ONLY),--only $(ONLY),)
 
 clean-book:
 	rm -rf book/_build book/notebooks

@@ -11,6 +11,7 @@ Command line (console script ``rni-run``, or ``python -m robust_utils.runner``):
     rni-run --profile smoke                   # what CI runs
     rni-run --only 01_inference --profile laptop --device cpu
     rni-run --keep-going --summary runs/summary.json
+    rni-run --profile full --device cuda --prebuild --keep-going --summary runs/full_gpu.json
 
 Each notebook ``notebooks/<name>.ipynb`` is executed with the parameters ``PROFILE`` and
 ``DEVICE`` injected (the resolved profile name and device), the notebooks folder as working
@@ -55,6 +56,7 @@ __all__ = [
     "main",
     "run_notebooks",
     "write_json_atomic",
+    "chapter_recipe_sets",
 ]
 
 PROFILE_CHOICES = ("auto", "smoke", "laptop", "full")
@@ -224,7 +226,7 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
                   summary_path: str | os.PathLike | None = None, keep_going: bool = False,
                   notebooks_dir: str | os.PathLike | None = None, log_output: bool = False,
                   timeout: int | None = None, progress_bar: bool | None = None,
-                  echo: bool = True) -> list[dict]:
+                  echo: bool = True, prebuild: bool = False) -> list[dict]:
     """Execute notebooks with papermill and write a JSON summary.
 
     Parameters
@@ -242,6 +244,10 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     timeout: per-cell timeout in seconds; ``None``: 600 s for the smoke profile, 1800 s otherwise.
     progress_bar: papermill's per-cell progress bar; default on when stderr is a terminal.
     echo: print one progress line per notebook.
+    prebuild: first train (or verify) every model of the selected chapters' recipe sets
+        (notebook ``0N_*`` -> set ``partN``, see :func:`chapter_recipe_sets`) on the run's
+        device and profile, so that the notebooks only load them; the summary's ``models``
+        lists each model with its seconds and ``prebuild_seconds`` the total.
 
     Returns
     -------
@@ -297,14 +303,36 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
         for n in selected
     ]
 
+    models: list[dict] = []
+    prebuild_seconds = None
+
     def write_summary() -> None:
         write_json_atomic(summary, {
             "timestamp": started,
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "profile_requested": profile, "device_requested": device,
             "profile": profile_name, "device": device_name,
-            "host": host, "notebooks": records,
+            "host": host, "prebuild_seconds": prebuild_seconds, "models": models, "notebooks": records,
         })
+
+    if prebuild:
+        from robust_utils import cache, recipes as _recipes
+        wanted = {}
+        for set_name in chapter_recipe_sets(selected):
+            for label, r in _recipes.recipe_set(set_name, profile_name).items():
+                wanted.setdefault(r.key, (f"{set_name}: {label}", r))
+        t_pre = time.perf_counter()
+        for j, (label, r) in enumerate(wanted.values(), 1):
+            if echo:
+                print(f"[model {j}/{len(wanted)}] {label} ...", end="", flush=True)
+            row, = cache.build({label: r}, device=device_name, progress=progress_bar)
+            row.pop("recipe", None)
+            models.append(row)
+            prebuild_seconds = round(time.perf_counter() - t_pre, 2)
+            write_summary()
+            if echo:
+                print(f" {row['status']} ({row['seconds']:.1f} s)", flush=True)
+        prebuild_seconds = round(time.perf_counter() - t_pre, 2)
 
     first_failure: NotebookFailed | None = None
     width = max(len(n) for n in selected)
@@ -372,6 +400,21 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
     return records
 
 
+def chapter_recipe_sets(names: Sequence[str]) -> list[str]:
+    """The recipe sets of notebooks ``0N_*`` (``partN``) that exist, in order; others have none.
+
+    Taught in the Introduction, section "How to run the book".
+    """
+    from robust_utils.recipes import RECIPE_SETS
+    out = []
+    for n in names:
+        stem = Path(str(n)).stem
+        head = stem.split("_", 1)[0]
+        if head.isdigit() and f"part{int(head)}" in RECIPE_SETS and f"part{int(head)}" not in out:
+            out.append(f"part{int(head)}")
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rni-run",
@@ -396,6 +439,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stream cell outputs to the terminal (papermill's log_output)")
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="per-cell timeout (default: 600 for the smoke profile, 1800 otherwise)")
+    p.add_argument("--prebuild", action="store_true",
+                   help="first train or verify every model the selected chapters need (their recipe "
+                        "sets), timing each in the summary")
     p.add_argument("--list", action="store_true", help="list the notebook names and exit")
     return p
 
@@ -421,7 +467,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         records = run_notebooks(args.only, profile=args.profile, device=args.device,
                                 output_dir=args.output_dir, summary_path=args.summary,
                                 keep_going=args.keep_going, notebooks_dir=args.notebooks_dir,
-                                log_output=args.log_output, timeout=args.timeout)
+                                log_output=args.log_output, timeout=args.timeout,
+                                prebuild=args.prebuild)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         if isinstance(exc, NotebookFailed):
             print(f"rni-run: {exc}", file=sys.stderr)

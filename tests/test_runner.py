@@ -262,3 +262,38 @@ def test_progress_bar_off(monkeypatch, capsys):
     assert list(progress_bar(range(4))) == [0, 1, 2, 3]
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_chapter_recipe_sets_map_notebooks_to_parts():
+    assert runner.chapter_recipe_sets(["01_inference", "02_x.ipynb", "01_again", "intro", "99_none"]) == \
+        ["part1", "part2"]
+    assert runner.chapter_recipe_sets([]) == []
+
+
+def test_prebuild_builds_the_chapters_models_first_and_times_them(books, monkeypatch):
+    from robust_utils import cache, recipes
+    src, out = books
+    calls = []
+
+    def fake_build(rs, *, device="auto", progress=True, **kw):
+        (label, r), = rs.items()
+        calls.append((label, r.key, device))
+        return [{"label": label, "key": r.key, "status": "cached", "seconds": 0.01, "device": device,
+                 "recipe": {"dropped": True}}]
+
+    monkeypatch.setattr(cache, "build", fake_build)
+    records = runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out,
+                                   notebooks_dir=src, echo=False, prebuild=True)
+    assert [r["status"] for r in records] == ["ok"]
+    expected = {r.key for r in recipes.recipe_set("part1", "smoke").values()}
+    assert {k for _, k, _ in calls} == expected and len(calls) == len(expected)
+    assert all(lbl.startswith("part1: ") and dev == "cpu" for lbl, _, dev in calls)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert [m["key"] for m in summary["models"]] == [k for _, k, _ in calls]
+    assert all("recipe" not in m for m in summary["models"])
+    assert summary["prebuild_seconds"] is not None and summary["prebuild_seconds"] >= 0
+    # without --prebuild nothing is built and the summary says so
+    calls.clear()
+    runner.run_notebooks(["01_good"], profile="smoke", device="cpu", output_dir=out, notebooks_dir=src, echo=False)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert calls == [] and summary["models"] == [] and summary["prebuild_seconds"] is None
