@@ -218,12 +218,29 @@ def fid_from_features(real, fake) -> float:
 
 
 @declares_direction("worse")
-def kid_from_features(real, fake, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kid_from_features(real, fake, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+                      rescale: bool = False) -> tuple[float, float]:
     """KID: the unbiased squared MMD with the kernel ``(x.y / d + 1)^3``, mean and std over subsets.
+
+    The cubic kernel was chosen for Inception's pool features, whose coordinates are of order 1,
+    so that ``x.y / d`` is too. Features of another network can be far larger, and then the
+    cube blows KID up by orders of magnitude. ``rescale=True`` divides both sets by one number,
+    the root mean square coordinate of ``real``, which puts ``x.y / d`` near 1 for a typical real
+    feature; the result no longer depends on the features' overall scale. ``False`` (default) is
+    the textbook KID, as torchmetrics computes it.
 
     Taught in Part 7, section "Realism: IM1, IM2, FID and KID".
     """
     r, g = _features(real, "real"), _features(fake, "fake")
+    if not isinstance(rescale, bool):
+        raise TypeError(f"rescale must be True or False, got {rescale!r}.")
+    if r.shape[1] != g.shape[1]:
+        raise ValueError(f"real and fake features differ in size: {r.shape[1]} and {g.shape[1]}.")
+    if rescale:
+        rms = float(r.pow(2).mean().sqrt())
+        if rms == 0:
+            raise ValueError("rescale=True needs real features that are not all zero.")
+        r, g = r / rms, g / rms
     subsets = check_positive_int(subsets, "subsets")
     m = min(check_positive_int(subset_size, "subset_size"), r.shape[0], g.shape[0])
     if m < 2:

@@ -102,3 +102,36 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert abs(same) < 0.05 < diff
     with pytest.raises(ValueError, match="features of shape"):
         cm.kid_from_features(torch.randn(5), b)
+
+
+def test_kid_agrees_with_torchmetrics_and_rescale_removes_the_feature_scale():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(120, 6, generator=g).double()
+    b = (torch.randn(120, 6, generator=g) * 1.3 + 0.4).double()
+    ours, _ = cm.kid_from_features(a, b, subsets=1, subset_size=120)   # whole sets: no sampling
+    kid_mod = pytest.importorskip("torchmetrics.image.kid")
+
+    class Feat(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)
+
+    m = kid_mod.KernelInceptionDistance(feature=Feat(), subsets=1, subset_size=120)
+    m.update(a.view(-1, 1, 1, 6), real=True)
+    m.update(b.view(-1, 1, 1, 6), real=False)
+    assert float(m.compute()[0]) == pytest.approx(ours, rel=1e-6)
+    # Without rescaling, features 10x larger give a KID of another order (the cubic kernel);
+    # with it, the same KID whatever the scale, and the unscaled one for unit-r.m.s. features.
+    big, _ = cm.kid_from_features(10 * a, 10 * b, subsets=1, subset_size=120)
+    assert big > 100 * ours
+    r1, _ = cm.kid_from_features(a, b, subsets=1, subset_size=120, rescale=True)
+    r10, _ = cm.kid_from_features(10 * a, 10 * b, subsets=1, subset_size=120, rescale=True)
+    assert r10 == pytest.approx(r1, rel=1e-9)
+    s = float(a.pow(2).mean().sqrt())
+    plain, _ = cm.kid_from_features(a / s, b / s, subsets=1, subset_size=120)
+    assert r1 == pytest.approx(plain, rel=1e-9)
+    with pytest.raises(TypeError, match="rescale must be True or False"):
+        cm.kid_from_features(a, b, rescale="yes")
+    with pytest.raises(ValueError, match="not all zero"):
+        cm.kid_from_features(torch.zeros(10, 6), b, rescale=True)
+    with pytest.raises(ValueError, match="differ in size"):
+        cm.kid_from_features(a, b[:, :5])
