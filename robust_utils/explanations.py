@@ -49,6 +49,7 @@ from torch import nn
 from ._checks import (check_choice, check_class_index, check_eval_model, check_finite, check_fraction,
                       check_labels, check_number, check_positive_int, check_seed, model_device)
 from ._checks import PIXELS, check_bool, check_model_input, check_value_range
+from .receptive import aligned_upsample, cell_geometry
 
 __all__ = [
     "gradients",
@@ -402,14 +403,25 @@ def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def _check_flags(relu, upsample, normalize) -> None:
-    """The three flags of every CAM function: True or False (``relu="no"`` is not True)."""
-    for name, v in (("relu", relu), ("upsample", upsample), ("normalize", normalize)):
+    """The three flags of every CAM function: True or False (``relu="no"`` is not True);
+    ``upsample`` may also be ``"aligned"``."""
+    for name, v in (("relu", relu), ("normalize", normalize)):
         check_bool(v, name)
+    if isinstance(upsample, str):
+        if upsample != "aligned":
+            raise ValueError(f"upsample must be True (stretch), False or 'aligned' (each cell at its "
+                             f"receptive-field centre), got {upsample!r}.")
+    else:
+        check_bool(upsample, "upsample")
 
 
-def _finish(cam: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
-    """(N, h, w) raw map -> optionally upsampled to x's size (bilinear) and normalised."""
-    if upsample and tuple(cam.shape[-2:]) != tuple(x.shape[-2:]):
+def _finish(cam: torch.Tensor, x: torch.Tensor, upsample, normalize: bool, model=None, layer=None) -> torch.Tensor:
+    """(N, h, w) raw map -> optionally upsampled to x's size (bilinear stretch, or ``"aligned"``:
+    each cell at its receptive-field centre, :mod:`robust_utils.receptive`) and normalised."""
+    if upsample == "aligned":
+        geometry = cell_geometry(model, _resolve_layer(model, layer)[0], tuple(x.shape[-2:]))
+        cam = aligned_upsample(cam, geometry, tuple(x.shape[-2:]))
+    elif upsample and tuple(cam.shape[-2:]) != tuple(x.shape[-2:]):
         cam = F.interpolate(cam.unsqueeze(1), size=tuple(x.shape[-2:]), mode="bilinear",
                             align_corners=False).squeeze(1)
     if normalize:
@@ -433,7 +445,7 @@ def _target_signal(target):
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
-             relu: bool = True, upsample: bool = True, normalize: bool = True,
+             relu: bool = True, upsample: bool | str = True, normalize: bool = True,
              value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., ICCV 2017): "Why P?".
 
@@ -453,8 +465,10 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
         (``model.last_conv_name``). Any module with a ``(N, K, h, w)`` output works.
     relu : bool, default True
         Apply the final ReLU (``False`` keeps the signed map).
-    upsample : bool, default True
-        Bilinearly upsample the ``h x w`` map to the input's ``H x W``.
+    upsample : bool or "aligned", default True
+        Bilinearly upsample the ``h x w`` map to the input's ``H x W`` by stretching it (as every
+        library does); ``"aligned"`` puts each cell at the centre of its receptive field instead
+        (:func:`robust_utils.receptive.aligned_upsample`; differs for unpadded networks).
     normalize : bool, default True
         Min-max normalise each map to ``[0, 1]`` (flat maps become zeros). Pass
         ``upsample=False, normalize=False`` for the raw layer-resolution maps.
@@ -471,11 +485,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
     _check_flags(relu, upsample, normalize)
     a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target), value_range)
     weights = g.mean(dim=(2, 3))
-    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
+    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize, model, layer)
 
 
 def counterfactual_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
-                       relu: bool = True, upsample: bool = True, normalize: bool = True,
+                       relu: bool = True, upsample: bool | str = True, normalize: bool = True,
              value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """CounterfactualCAM: "What if this region were absent?".
 
@@ -488,7 +502,7 @@ def counterfactual_cam(model: nn.Module, x: torch.Tensor, target=None, layer: st
     _check_flags(relu, upsample, normalize)
     a, g, _, _ = _forward_backward(model, x, layer, _target_signal(target), value_range)
     weights = -g.mean(dim=(2, 3))
-    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
+    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize, model, layer)
 
 
 def _contrast_signal(contrast):
@@ -504,7 +518,7 @@ def _contrast_signal(contrast):
 
 
 def contrast_cam(model: nn.Module, x: torch.Tensor, contrast=None, layer: str | None = None, *,
-                 relu: bool = True, upsample: bool = True, normalize: bool = True,
+                 relu: bool = True, upsample: bool | str = True, normalize: bool = True,
              value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """ContrastCAM (Prabhushankar et al., ICIP 2020): "Why P, rather than Q?".
 
@@ -533,11 +547,11 @@ def contrast_cam(model: nn.Module, x: torch.Tensor, contrast=None, layer: str | 
     _check_flags(relu, upsample, normalize)
     a, g, _, _ = _forward_backward(model, x, layer, _contrast_signal(contrast), value_range)
     weights = g.mean(dim=(2, 3))
-    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
+    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize, model, layer)
 
 
 def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, *,
-                       relu: bool = True, upsample: bool = True, normalize: bool = True,
+                       relu: bool = True, upsample: bool | str = True, normalize: bool = True,
                        eps: float = 1e-6,
                        value_range: tuple[float, float] | None = PIXELS) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018): "Why P?", for several instances of P.
@@ -569,7 +583,7 @@ def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: st
     alpha = g2 / (2 * g2 + sum_a * g3 + eps)
     alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
     weights = (F.relu(g) * alpha).sum(dim=(2, 3))
-    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize)
+    return _finish(_weighted_map(weights, a, relu), x, upsample, normalize, model, layer)
 
 
 # ---------------------------------------------------------------------------------------------
