@@ -28,6 +28,7 @@ __all__ = [
     "predict_logits",
     "predict",
     "evaluate_accuracy",
+    "extend_head",
     "no_augment",
     "gaussian_noise",
     "random_flip",
@@ -401,6 +402,42 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 # ---------------------------------------------------------------------------------------------
 # Trainers: how a cached model is made, registered by name
 # ---------------------------------------------------------------------------------------------
+def extend_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` whose output layer ``head`` has ``num_classes`` outputs instead of fewer.
+
+    The new model computes the same logits as ``model`` for the old classes (their rows of the
+    head's weight and bias are copied) and adds rows for the new classes, initialised as PyTorch
+    initialises a fresh ``nn.Linear`` (seeded by ``seed``). ``model`` itself is not changed.
+    Every classifier of :mod:`robust_utils.models` has such a ``head``. Used to teach a deployed
+    network new classes and watch what it forgets.
+
+    Taught in Part 1, section "Why not retrain on the novel data? The second punch".
+    """
+    import copy
+    _check_model(model)
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"extend_head needs a model whose output layer is an nn.Linear named 'head' (every "
+                        f"classifier of robust_utils.models has one); {type(model).__name__} has "
+                        f"{type(head).__name__ if head is not None else 'none'}.")
+    old = head.out_features
+    num_classes = check_positive_int(num_classes, "num_classes", minimum=old + 1)
+    g = torch.Generator().manual_seed(check_seed(seed))
+    fresh = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    bound = 1.0 / math.sqrt(head.in_features)  # nn.Linear's default (Kaiming-uniform with a = sqrt(5))
+    with torch.no_grad():
+        fresh.weight.uniform_(-bound, bound, generator=g)
+        fresh.weight[:old] = head.weight.detach().cpu()
+        if head.bias is not None:
+            fresh.bias.uniform_(-bound, bound, generator=g)
+            fresh.bias[:old] = head.bias.detach().cpu()
+    out = copy.deepcopy(model)
+    out.head = fresh.to(device=head.weight.device, dtype=head.weight.dtype)
+    if hasattr(out, "num_classes"):
+        out.num_classes = num_classes
+    return out
+
+
 @dataclass(frozen=True)
 class Trainer:
     """A registered training objective: the ``objective`` of a :class:`robust_utils.cache.Recipe`.

@@ -160,3 +160,32 @@ def test_prediction_rejects_bad_inputs():
         predict_logits(model, torch.rand(1, 8, 8))
     with pytest.raises(ValueError, match="one label per image"):
         evaluate_accuracy(model, torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------- extend_head
+def test_extend_head_keeps_the_old_logits_and_adds_new_rows():
+    from robust_utils import models
+    from robust_utils.training import extend_head
+    torch.manual_seed(0)
+    m = models.build_model("c3lt_cnn", num_classes=8).eval()
+    x = torch.rand(4, 1, 28, 28)
+    wide = extend_head(m, 10, seed=3).eval()
+    with torch.no_grad():
+        old, new = m(x), wide(x)
+    assert new.shape == (4, 10) and wide.num_classes == 10 and m.head.out_features == 8
+    assert torch.allclose(new[:, :8], old, atol=1e-6)
+    bound = 1 / 256 ** 0.5
+    assert float(wide.head.weight[8:].abs().max()) <= bound and float(wide.head.weight[8:].std()) > 0
+    again = extend_head(m, 10, seed=3)
+    assert torch.equal(again.head.weight, wide.head.weight)  # seeded
+    assert wide.conv1.weight is not m.conv1.weight  # a copy, not shared weights
+
+
+def test_extend_head_bad_inputs():
+    from robust_utils import models
+    from robust_utils.training import extend_head
+    m = models.build_model("c3lt_cnn", num_classes=8)
+    with pytest.raises(ValueError, match="num_classes"):
+        extend_head(m, 8)
+    with pytest.raises(TypeError, match="nn.Linear named 'head'"):
+        extend_head(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), 3)
