@@ -406,3 +406,9 @@ def _part4(p, seed: int) -> dict[str, Recipe]:
             "PreAct ResNet": default_recipe("preact_resnet", profile=p, seed=seed, **_small_resnet(p)),
             "C3LT CNN + noise aug.": default_recipe("c3lt_cnn", profile=p, seed=seed, augment="gaussian_noise"),
             "MLP": default_recipe("mlp", profile=p, seed=seed)}
+
+
+@register_recipe_set("part8")
+def _part8(p, seed: int) -> dict[str, Recipe]:
+    """The Conclusions (notebook 08): test-time augmentation on the C3LT CNN of Part 1."""
+    return {"C3LT CNN": default_recipe("c3lt_cnn", profile=p, seed=seed)}

@@ -4,8 +4,13 @@ Each chapter run by the runner saves ``<chapter>.claims.json`` beside its execut
 (:meth:`robust_utils.claims.ClaimsTable.save`). :func:`scoreboard_markdown` collects every such
 file of a folder into one page section: the profile(s) the numbers come from, a count of
 verdicts per chapter, and one row per claim linking back to the section that tests it. The
-runner writes it after each run and the book's build writes it again before reading the pages
-(so the Conclusions always show whatever chapters were run; none run: it says so).
+Conclusions notebook (``notebooks/08_conclusions.ipynb``, which the runner executes after the
+chapters) shows it from the chapters' claims of the same run (none run: it says so); the runner
+also writes it to ``scoreboard.md`` beside the executed copies after each run.
+
+:data:`TAKEAWAYS` ties each key takeaway of the MIPR tutorial's conclusions (and one for the
+robust-training chapters) to the chapter sections whose claims bear on it, and
+:func:`takeaway_rows` / :func:`takeaways_markdown` gather those claims with their verdicts.
 
 Taught in the Conclusions, section "Reproduction scoreboard".
 """
@@ -16,9 +21,13 @@ import json
 import os
 from pathlib import Path
 
+import re
+from dataclasses import dataclass
+
 from .claims import VERDICTS, ClaimsTable, _verdict_html, _CSS
 
-__all__ = ["SCOREBOARD_NAME", "collect_claims", "scoreboard_markdown", "write_scoreboard"]
+__all__ = ["SCOREBOARD_NAME", "TAKEAWAYS", "Takeaway", "collect_claims", "scoreboard_markdown", "takeaway_rows",
+           "takeaways_markdown", "write_scoreboard"]
 
 #: File name of the generated scoreboard, in the folder of the executed copies.
 SCOREBOARD_NAME = "scoreboard.md"
@@ -123,3 +132,127 @@ def write_scoreboard(folder, path=None, link_prefix: str = "notebooks/") -> Path
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Key takeaways and the claims that bear on them
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Takeaway:
+    """One key takeaway: its ``text``, where it comes from, and the ``(chapter, section)`` pairs
+    whose claims test it (``section`` as the chapter's heading reads, with or without its number).
+
+    Taught in the Conclusions, section "Key takeaways: the role of gradients".
+    """
+    text: str
+    source: str
+    sections: tuple[tuple[str, str], ...]
+
+
+_MIPR = "MIPR 2024 tutorial, Key Takeaways"
+#: The tutorial's takeaways (its slide "Key Takeaways: Role of Gradients", with the robustness
+#: challenge first) and one for Parts 5-7, each tied to the sections whose claims test it.
+TAKEAWAYS: tuple[Takeaway, ...] = (
+    Takeaway("Robustness under distributional shift in domains, environments and adversaries is a challenge "
+             "for neural networks", _MIPR,
+             (("01_inference", "How the classifier does on novel data"),
+              ("03_uncertainty", "Corrupted inputs, per type and level"),
+              ("05_optimal_transport", "Evaluating every network"),
+              ("05_optimal_transport", "Robust accuracy across attack strength"))),
+    Takeaway("Gradients traverse a trained manifold: they approximate Fisher information and are local, "
+             "directional information", _MIPR,
+             (("01_inference", "Gradients at inference"),
+              ("01_inference", "Gradients are local information, and the negative gradient is a descent direction"))),
+    Takeaway("Gradients can be manipulated by providing contrast classes, and highlight the features of the "
+             "prediction, of counterfactuals and of contrasts", _MIPR,
+             (("02_explainability", "Do the maps do what their questions say? A deletion test"),
+              ("02_explainability", "Sanity check: does the explanation depend on what the network learned?"),
+              ("04_intervenability", "Evaluation 2: pixel-wise deletion and insertion"),
+              ("04_intervenability", "Aligned CAMs"))),
+    Takeaway("Gradients carry implicit knowledge about all classes when only one data point is available at "
+             "inference (introspection)", _MIPR,
+             (("02_explainability", "When is introspection useful? Generalisation and calibration"),
+              ("02_explainability", "The plug-in result: introspection on top of noise training"))),
+    Takeaway("Gradients give directional information for anomaly and novelty detection", _MIPR,
+             (("01_inference", "Gradient surprise on novel data"),
+              ("01_inference", "Out-of-distribution inputs and new classes"))),
+    Takeaway("Gradients quantify uncertainty for out-of-distribution, corruption and adversarial detection, "
+             "and trust", _MIPR,
+             (("03_uncertainty", "Step 3: gradient features of trained and challenging data"),
+              ("03_uncertainty", "GradTrust: counterfactual gradients as a trust score"),
+              ("03_uncertainty", "GradTrust against softmax confidence"))),
+    Takeaway("Explanatory evaluation reduces uncertainty: interventions and the variance of explanations "
+             "measure how far an explanation can be trusted", "MIPR 2024 tutorial, Memes to Wrap it Up",
+             (("04_intervenability", "Evaluation 1: heatmap masking"),
+              ("04_intervenability", "The dangers of incomplete interventions: SHAPE vs RISE"),
+              ("04_intervenability", "VOICE: the uncertainty of an explanation"))),
+    Takeaway("Training can make small input changes matter less, and what robust training buys shows in the "
+             "explanations and counterfactuals", "Parts 5-7 (Phung 2023; Woods et al. 2019; Khorram & Fuxin 2022)",
+             (("05_optimal_transport", "Do UDR methods outperform?"),
+              ("06_adversarial_explanations", "Table 1 on Fashion-MNIST"),
+              ("07_counterfactuals", "Table 1: COUT"),
+              ("07_counterfactuals", "Realism: IM1, IM2, FID and KID"))),
+)
+
+
+def _bare(section: str) -> str:
+    """A heading without its leading number (``"4. Foo"`` -> ``"Foo"``), whitespace collapsed."""
+    return re.sub(r"^\d+(?:\.\d+)*\.\s+", "", " ".join(str(section).split()))
+
+
+def takeaway_rows(tables, takeaways=TAKEAWAYS) -> list[dict]:
+    """For each takeaway: its text and source, the claims of its sections found in ``tables``
+    (``chapter``, ``claim`` with its ``section``, ``verdict``, ``decided_by``), and the count per verdict.
+
+    ``tables`` are :class:`~robust_utils.claims.ClaimsTable` objects (e.g. :func:`collect_claims`);
+    a section whose chapter was not run contributes nothing, and ``missing`` lists it.
+
+    Taught in the Conclusions, section "Key takeaways: the role of gradients".
+    """
+    tables = list(tables)
+    bad = [type(t).__name__ for t in tables if not isinstance(t, ClaimsTable)]
+    if bad:
+        raise TypeError(f"tables must be ClaimsTable objects (scoreboard.collect_claims(folder)), got {bad}.")
+    by_chapter = {t.chapter: t for t in tables}
+    rows = []
+    for tk in takeaways:
+        if not isinstance(tk, Takeaway):
+            raise TypeError(f"takeaways must be Takeaway objects, got {type(tk).__name__}.")
+        found, missing = [], []
+        for chapter, section in tk.sections:
+            t = by_chapter.get(chapter)
+            hits = [c for c in t.claims if _bare(c.section) == _bare(section)] if t is not None else []
+            if not hits:
+                missing.append((chapter, section))
+            found += [{"chapter": chapter, "claim": c.claim, "section": c.section, "verdict": c.verdict,
+                       "decided_by": c.decided_by, "anchor": c.to_dict()["anchor"]} for c in hits]
+        counts = {v: sum(r["verdict"] == v for r in found) for v in VERDICTS}
+        rows.append({"takeaway": tk.text, "source": tk.source, "claims": found, "counts": counts,
+                     "missing": missing})
+    return rows
+
+
+def takeaways_markdown(folder, link_prefix: str = "", takeaways=TAKEAWAYS) -> str:
+    """The takeaways as an HTML table: each with the claims that bear on it, their verdicts and
+    links to the sections that test them (``link_prefix``: the path from the showing page to the
+    chapters' pages; the Conclusions notebook sits beside them).
+
+    Taught in the Conclusions, section "Key takeaways: the role of gradients".
+    """
+    folder = Path(folder)
+    rows = takeaway_rows(collect_claims(folder), takeaways)
+    esc = html.escape
+    body = []
+    for r in rows:
+        items = []
+        for c in r["claims"]:
+            href = f"{link_prefix}{c['chapter']}.html" + (f"#{c['anchor']}" if c["anchor"] else "")
+            items.append(f"<li>{_verdict_html(c['verdict'])}: <a href='{href}'>{esc(c['claim'])}</a></li>")
+        if not items:
+            items = ["<li>no claim of these sections was recorded in this build</li>"]
+        tally = ", ".join(f"{n} {v}" for v, n in r["counts"].items() if n) or "none"
+        body.append(f"<tr><td><b>{esc(r['takeaway'])}</b><div class='rni-rule'>{esc(r['source'])}</div></td>"
+                    f"<td>{tally}<ul style='margin:.2em 0 0 1em;padding:0'>{''.join(items)}</ul></td></tr>")
+    return (f"{_CSS}<table class='rni-claims'><thead><tr><th style='width:34%'>Takeaway</th>"
+            f"<th style='width:66%'>The claims that test it (verdict: claim)</th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>\n")

@@ -15,7 +15,7 @@ Where a place lives:
 * ``Part N``            -> ``notebooks/0N_*.ipynb`` (headings of markdown cells), or
   ``book/parts/0N_*.md`` while that part has no notebook yet;
 * ``the Introduction``  -> ``book/intro.md``;
-* ``the Conclusions``   -> ``book/conclusions.md``.
+* ``the Conclusions``   -> ``notebooks/08_conclusions.ipynb``.
 
 A heading is a line starting with ``#`` (outside fenced code blocks). Normalisation rule, applied
 to both the heading and the docstring's section name before an exact, case-sensitive comparison:
@@ -117,7 +117,7 @@ def _place_file(place: str, part: str | None) -> Path | None:
             if found:
                 return found[0]
         return None
-    return BOOK / ("intro.md" if "Introduction" in place else "conclusions.md")
+    return BOOK / "intro.md" if "Introduction" in place else NOTEBOOKS / "08_conclusions.ipynb"
 
 
 def _modules() -> list:
