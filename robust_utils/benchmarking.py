@@ -23,6 +23,18 @@ A model with half the baseline's errors has mCE 50; the baseline itself has mCE 
 A model can lower its mCE just by being more accurate on clean images; a lower *relative* mCE
 means that it also degrades less under corruption.
 
+ImageNet-P asks a different question: not how often a prediction is wrong, but how often it
+*changes* along a sequence of gradually growing perturbations ``x_1, ..., x_T`` of one image.
+The flip probability of perturbation ``p`` is
+
+.. math::  \\mathrm{FP}^f_p = \\frac{1}{m (T - 1)} \\sum_{i=1}^{m} \\sum_{t=2}^{T}
+           \\mathbb 1\\big[f(x^{(i)}_t) \\ne f(x^{(i)}_{t-1})\\big],
+
+and the flip rate ``FR = 100 FP^f_p / FP^base_p`` is averaged into the mFR.
+:func:`perturbation_sequence` builds the sequences from the book's corruptions (blended in
+gradually) and whole-pixel translations; :func:`flip_probability` and :func:`flip_rate_table`
+score them.
+
 Taught in Part 4, section "Through the benchmarking glass: verify".
 """
 from __future__ import annotations
@@ -38,6 +50,7 @@ from torch import nn
 from ._checks import check_choice, check_images, check_labels, check_positive_int, check_seed
 from .config import progress_bar
 from .corruptions import LEVELS, corrupt, corruption_names
+from .metrics import declares_direction
 from .training import predict_logits
 
 __all__ = [
@@ -46,6 +59,10 @@ __all__ = [
     "mce",
     "mce_table",
     "benchmark_table",
+    "perturbation_names",
+    "perturbation_sequence",
+    "flip_probability",
+    "flip_rate_table",
 ]
 
 
@@ -378,3 +395,119 @@ def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     clean = {name: _top1_error(m, x, y, batch_size) for name, m in models.items()}
     errors = _errors_of_models(models, x, y, names, levels, seed, batch_size, progress)
     return mce_table(errors, clean, baseline=baseline)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet-P-style perturbation sequences and flip rates
+# ---------------------------------------------------------------------------------------------
+def perturbation_names() -> list[str]:
+    """The perturbations :func:`perturbation_sequence` knows: every corruption, and ``"translate"``.
+
+    Taught in Part 4, section "Perturbation sequences: does the prediction flip?".
+    """
+    return corruption_names() + ["translate"]
+
+
+def perturbation_sequence(x: torch.Tensor, name: str, frames: int = 10, seed: int = 0) -> torch.Tensor:
+    """A sequence of ``frames`` gradually stronger versions of ``x``: a ``(frames, N, C, H, W)`` tensor.
+
+    Frame 0 is ``x``. For a corruption, frame ``t`` blends ``x`` towards its level-5 corruption
+    ``c(x)`` (one fixed draw of its randomness, ``seed``): ``x + t / (frames - 1) * (c(x) - x)``,
+    so the last frame is ``c(x)`` and the perturbation grows by equal steps. For the additive noises
+    and the affine photometric changes this is the corruption itself at a proportionally growing
+    strength (up to clipping at 0 and 1); for the others (blurs, JPEG, pixelation, elastic warps) it
+    is a cross-fade towards the corrupted image. ``"translate"`` shifts ``x`` right by ``t`` pixels
+    (zeros enter from the left), ImageNet-P's translation sequence.
+
+    Taught in Part 4, section "Perturbation sequences: does the prediction flip?".
+    """
+    check_images(x, "x")
+    check_choice(name, "perturbation", perturbation_names())
+    frames = check_positive_int(frames, "frames", minimum=2)
+    seed = check_seed(seed)
+    if name == "translate":
+        from .tta import shift
+        return torch.stack([shift(x, 0, t) for t in range(frames)])
+    target = corrupt(x, name, max(LEVELS), seed=seed)
+    alphas = torch.linspace(0, 1, frames, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
+    return (x.unsqueeze(0) + alphas * (target - x).unsqueeze(0)).clamp(0, 1)
+
+
+def _check_sequence(sequence) -> torch.Tensor:
+    if not isinstance(sequence, torch.Tensor) or sequence.dim() != 5:
+        got = tuple(sequence.shape) if isinstance(sequence, torch.Tensor) else type(sequence).__name__
+        raise ValueError(f"sequence must be a (frames, N, C, H, W) tensor (perturbation_sequence makes one), got {got}.")
+    if sequence.shape[0] < 2:
+        raise ValueError(f"a sequence needs at least 2 frames to flip between, got {sequence.shape[0]}.")
+    return sequence
+
+
+@declares_direction("worse")
+def flip_probability(model: nn.Module, sequence: torch.Tensor, *, batch_size: int = 1024) -> float:
+    """ImageNet-P's flip probability: how often the top-1 prediction changes between consecutive frames.
+
+    ``sequence`` is ``(T, N, C, H, W)`` (:func:`perturbation_sequence`); the result is the mean of
+    ``1[f(x_t) != f(x_{t-1})]`` over the ``N`` images and ``t = 2..T``, in ``[0, 1]``; lower is
+    more stable. The model runs in eval mode on its own device.
+
+    Taught in Part 4, section "Perturbation sequences: does the prediction flip?".
+    """
+    _check_model(model)
+    sequence = _check_sequence(sequence)
+    check_images(sequence[0], "sequence frames")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    t, n = sequence.shape[:2]
+    pred = predict_logits(model, sequence.reshape(t * n, *sequence.shape[2:]), batch_size=batch_size)
+    pred = pred.argmax(1).view(t, n)
+    return float((pred[1:] != pred[:-1]).double().mean())
+
+
+
+def flip_rate_table(models: Mapping[str, nn.Module], x: torch.Tensor, *, baseline: str,
+                    perturbations: Sequence[str] | None = None, frames: int = 10, seed: int = 0,
+                    batch_size: int = 1024):
+    """Flip probabilities of several models on the same sequences, and flip rates against ``baseline``.
+
+    Returns a ``pandas.DataFrame`` with one row per model: the flip rate ``100 FP / FP_baseline`` of
+    each perturbation (the baseline scores 100; lower is more stable) and their mean ``"mFR"``.
+    ``df.attrs["flip_probability"]`` holds the raw ``{model: {perturbation: FP}}``. A perturbation
+    on which the baseline never flips has no rate (NaN) and is left out of the mean, with a warning.
+
+    Taught in Part 4, section "Perturbation sequences: does the prediction flip?".
+    """
+    import pandas as pd
+
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError("models must be a non-empty dict {name: model}.")
+    for name, m in models.items():
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}.")
+    if not isinstance(baseline, str):
+        raise TypeError(f"baseline must be a model name, one of: {', '.join(map(str, models))}.")
+    check_choice(baseline, "baseline model", models)
+    check_images(x, "x")
+    names = perturbation_names() if perturbations is None else (
+        [perturbations] if isinstance(perturbations, str) else list(perturbations))
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"perturbations must be distinct names from perturbation_names(), got {names!r}.")
+    for p in names:
+        check_choice(p, "perturbation", perturbation_names())
+    fp = {m: {} for m in models}
+    for p in names:
+        seq = perturbation_sequence(x, p, frames=frames, seed=seed)
+        for m, net in models.items():
+            fp[m][p] = flip_probability(net, seq, batch_size=batch_size)
+    zero = [p for p in names if fp[baseline][p] == 0]
+    if zero:
+        warnings.warn(f"the baseline never flips on {zero}: no flip rate there (NaN), left out of the mFR.",
+                      stacklevel=2)
+    rows = {}
+    for m in models:
+        fr = {p: (100.0 * fp[m][p] / fp[baseline][p] if fp[baseline][p] > 0 else math.nan) for p in names}
+        valid = [v for v in fr.values() if not math.isnan(v)]
+        rows[m] = {**fr, "mFR": float(np.mean(valid)) if valid else math.nan}
+    df = pd.DataFrame(rows).T
+    df.index.name = "model"
+    df.attrs.update(flip_probability=fp, baseline=baseline, frames=frames)
+    return df

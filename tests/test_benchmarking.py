@@ -185,3 +185,73 @@ def test_int32_labels_are_accepted():
     model = MLP(hidden=(8,)).eval()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
     assert B.clean_error(model, x, y.int()) == B.clean_error(model, x, y)
+
+
+# ------------------------------------------------------------------ perturbation sequences, flip rates
+class _Bright(torch.nn.Module):
+    """Class 1 when the mean pixel exceeds a threshold, else class 0."""
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.t = threshold
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3)) - self.t
+        return torch.stack([-m, m], 1) + 0 * self.dummy
+
+
+def test_perturbation_sequence_endpoints_and_translation():
+    from robust_utils import corruptions, tta
+    x = torch.rand(3, 1, 8, 8) * 0.5
+    seq = B.perturbation_sequence(x, "gaussian_noise", frames=5, seed=2)
+    assert seq.shape == (5, 3, 1, 8, 8)
+    assert torch.equal(seq[0], x)
+    assert torch.allclose(seq[-1], corruptions.corrupt(x, "gaussian_noise", 5, seed=2), atol=1e-6)
+    # equal steps: the middle frame is the average of the ends (before clipping, which noise on [0, .5] may hit)
+    mid = (seq[0] + seq[-1]) / 2
+    inside = (seq[-1] > 0) & (seq[-1] < 1)
+    assert torch.allclose(seq[2][inside], mid[inside], atol=1e-6)
+    tr = B.perturbation_sequence(x, "translate", frames=4)
+    for t in range(4):
+        assert torch.equal(tr[t], tta.shift(x, 0, t))
+    assert "translate" in B.perturbation_names() and len(B.perturbation_names()) == len(corruptions.corruption_names()) + 1
+
+
+def test_flip_probability_by_hand():
+    # frames of growing brightness 0.1, 0.3, 0.5, 0.7: a threshold at 0.4 flips once per image in 3 steps
+    levels = torch.tensor([0.1, 0.3, 0.5, 0.7])
+    seq = levels.view(4, 1, 1, 1, 1).expand(4, 6, 1, 4, 4).clone()
+    assert B.flip_probability(_Bright(0.4), seq) == pytest.approx(1 / 3)
+    assert B.flip_probability(_Bright(0.9), seq) == 0.0
+    # two images: one flips at every step (alternating), one never
+    alt = torch.stack([torch.tensor([0.1, 0.7, 0.1, 0.7]), torch.full((4,), 0.1)], 1).view(4, 2, 1, 1, 1).expand(4, 2, 1, 4, 4)
+    assert B.flip_probability(_Bright(0.4), alt.clone()) == pytest.approx(0.5)
+    from robust_utils.metrics import score_direction
+    assert score_direction(B.flip_probability) == "worse"
+
+
+def test_flip_rate_table_relative_to_baseline():
+    x = torch.linspace(0.05, 0.45, 20).view(20, 1, 1, 1).expand(20, 1, 6, 6).clone()
+    models = {"base": _Bright(0.3), "steady": _Bright(2.0)}
+    with pytest.warns(UserWarning, match="never flips"):
+        table = B.flip_rate_table(models, x, baseline="base", perturbations=["brightness", "contrast"], frames=4)
+    fp = table.attrs["flip_probability"]
+    assert table.loc["base", "brightness"] == pytest.approx(100.0) and fp["steady"]["brightness"] == 0.0
+    assert table.loc["steady", "brightness"] == 0.0
+    assert math.isnan(table.loc["base", "contrast"])  # contrast leaves a uniform image as it is: no flips
+    assert table.loc["steady", "mFR"] == 0.0 and table.loc["base", "mFR"] == pytest.approx(100.0)
+
+
+def test_perturbation_bad_inputs():
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="perturbation"):
+        B.perturbation_sequence(x, "rotate")
+    with pytest.raises(ValueError, match="frames"):
+        B.perturbation_sequence(x, "contrast", frames=1)
+    with pytest.raises(ValueError, match=r"\(frames, N, C, H, W\)"):
+        B.flip_probability(_Bright(0.5), x)
+    with pytest.raises(ValueError, match="baseline model"):
+        B.flip_rate_table({"a": _Bright(0.5)}, x, baseline="b")
+    with pytest.raises(ValueError, match="distinct"):
+        B.flip_rate_table({"a": _Bright(0.5)}, x, baseline="a", perturbations=["contrast", "contrast"])
