@@ -172,7 +172,8 @@ TAKEAWAYS: tuple[Takeaway, ...] = (
     Takeaway("Gradients carry implicit knowledge about all classes when only one data point is available at "
              "inference (introspection)", _MIPR,
              (("02_explainability", "When is introspection useful? Generalisation and calibration"),
-              ("02_explainability", "The plug-in result: introspection on top of noise training"))),
+              ("02_explainability", "The plug-in result: introspection on top of noise training"),
+              ("02_explainability", "The plug-in result downstream: out-of-distribution detection"))),
     Takeaway("Gradients give directional information for anomaly and novelty detection", _MIPR,
              (("01_inference", "Gradient surprise on novel data"),
               ("01_inference", "Out-of-distribution inputs and new classes"))),
