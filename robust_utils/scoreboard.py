@@ -168,7 +168,8 @@ TAKEAWAYS: tuple[Takeaway, ...] = (
              (("02_explainability", "Do the maps do what their questions say? A deletion test"),
               ("02_explainability", "Sanity check: does the explanation depend on what the network learned?"),
               ("04_intervenability", "Evaluation 2: pixel-wise deletion and insertion"),
-              ("04_intervenability", "Aligned CAMs"))),
+              ("04_intervenability", "Aligned CAMs"),
+              ("04_intervenability", "CausalCAM against Grad-CAM and Grad-CAM++"))),
     Takeaway("Gradients carry implicit knowledge about all classes when only one data point is available at "
              "inference (introspection)", _MIPR,
              (("02_explainability", "When is introspection useful? Generalisation and calibration"),

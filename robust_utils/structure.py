@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ._checks import _is_integer, check_bool, check_images, check_labels, check_positive_int
+from ._checks import _is_integer, check_bool, check_fraction, check_images, check_labels, check_positive_int
 from .interventions import (InterventionResult, batched_probabilities, check_maps, clean_logits,
                             prepare_inputs)
 from .metrics import declares_direction
@@ -34,6 +34,7 @@ __all__ = [
     "huffman_bits",
     "structure_deletion",
     "structure_insertion",
+    "bit_ratio_at_accuracy",
 ]
 
 #: Default thresholds of the structure-wise evaluations: 0, 0.1, ..., 1.
@@ -421,3 +422,33 @@ def structure_insertion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Ten
     return _structure(model, x, y, maps, thresholds, batch_size, progress, "structure_insertion")
 
 
+
+
+@declares_direction("worse")
+def bit_ratio_at_accuracy(result: InterventionResult, accuracy: float) -> float:
+    """The fewest bits (mean bit ratio) at which a structure-wise curve still reaches ``accuracy``.
+
+    The slides compare explanations *at equal accuracy* ("D_C and D_G represent 65% accuracy for
+    CausalCAM and GradCAM"): on the curve of accuracy against mean bit ratio (one point per
+    threshold, :func:`structure_insertion` or :func:`structure_deletion`), walk from the fewest bits
+    up and return the bit ratio where the curve first reaches ``accuracy``, interpolating linearly
+    between the two points that bracket it. A point that already reaches it counts as is; a curve
+    that never reaches it gives ``nan``. Lower is better: the explanation keeps what the classifier
+    needs in fewer bits.
+
+    Taught in Part 4, section "CausalCAM against Grad-CAM and Grad-CAM++".
+    """
+    if not isinstance(result, InterventionResult) or "mean_bit_ratio" not in result.extra:
+        raise TypeError("result must be the InterventionResult of structure_insertion or structure_deletion.")
+    target = check_fraction(accuracy, "accuracy")
+    r = result.extra["mean_bit_ratio"].detach().double().cpu()
+    a = result.extra["accuracy"].detach().double().cpu()
+    o = r.argsort(stable=True)
+    r, a = r[o].tolist(), a[o].tolist()
+    if a[0] >= target:
+        return float(r[0])
+    for k in range(1, len(r)):
+        if a[k] >= target:
+            lo_r, hi_r, lo_a, hi_a = r[k - 1], r[k], a[k - 1], a[k]
+            return float(lo_r + (target - lo_a) / (hi_a - lo_a) * (hi_r - lo_r))
+    return float("nan")
