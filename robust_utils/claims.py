@@ -13,7 +13,7 @@ worst one and names it, so a weak result cannot hide behind a good average.
 A chapter collects its rows in a :class:`ClaimsTable`, shows it (``display(table)``) and calls
 :meth:`ClaimsTable.save`, which writes ``<chapter>.claims.json`` into ``RNI_CLAIMS_DIR`` (set
 by the book's runner to the folder of the executed copies), else into the working directory.
-The Conclusions page collects those files into the reproduction scoreboard
+The Conclusions notebook (run last) collects those files into the reproduction scoreboard
 (:mod:`robust_utils.scoreboard`).
 
 Taught in the Introduction, section "Claims and verdicts".
