@@ -418,7 +418,9 @@ def perturbation_sequence(x: torch.Tensor, name: str, frames: int = 10, seed: in
     and the affine photometric changes this is the corruption itself at a proportionally growing
     strength (up to clipping at 0 and 1); for the others (blurs, JPEG, pixelation, elastic warps) it
     is a cross-fade towards the corrupted image. ``"translate"`` shifts ``x`` right by ``t`` pixels
-    (zeros enter from the left), ImageNet-P's translation sequence.
+    (zeros enter from the left; ``seed`` plays no part), a translation sequence like ImageNet-P's,
+    which however brings in no blank border. ImageNet-P's noise frames are independent draws
+    scored against the first frame; here one draw grows, and frames are scored against the previous one.
 
     Taught in Part 4, section "Perturbation sequences: does the prediction flip?".
     """
@@ -428,6 +430,9 @@ def perturbation_sequence(x: torch.Tensor, name: str, frames: int = 10, seed: in
     seed = check_seed(seed)
     if name == "translate":
         from .tta import shift
+        if frames > x.shape[-1]:
+            raise ValueError(f"a translation of {frames} frames moves a {x.shape[-1]}-pixel-wide image out of view; "
+                             f"use at most {x.shape[-1]} frames.")
         return torch.stack([shift(x, 0, t) for t in range(frames)])
     target = corrupt(x, name, max(LEVELS), seed=seed)
     alphas = torch.linspace(0, 1, frames, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
@@ -509,5 +514,5 @@ def flip_rate_table(models: Mapping[str, nn.Module], x: torch.Tensor, *, baselin
         rows[m] = {**fr, "mFR": float(np.mean(valid)) if valid else math.nan}
     df = pd.DataFrame(rows).T
     df.index.name = "model"
-    df.attrs.update(flip_probability=fp, baseline=baseline, frames=frames)
+    df.attrs.update(flip_probability=fp, baseline=baseline, frames=frames, higher_means="worse")
     return df

@@ -156,6 +156,7 @@ TAKEAWAYS: tuple[Takeaway, ...] = (
     Takeaway("Robustness under distributional shift in domains, environments and adversaries is a challenge "
              "for neural networks", _MIPR,
              (("01_inference", "How the classifier does on novel data"),
+              ("01_inference", "Why not retrain on the novel data? The second punch"),
               ("03_uncertainty", "Corrupted inputs, per type and level"),
               ("05_optimal_transport", "Evaluating every network"),
               ("05_optimal_transport", "Robust accuracy across attack strength"))),

@@ -426,11 +426,11 @@ def structure_insertion(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Ten
 
 @declares_direction("worse")
 def bit_ratio_at_accuracy(result: InterventionResult, accuracy: float) -> float:
-    """The fewest bits (mean bit ratio) at which a structure-wise curve still reaches ``accuracy``.
+    """The fewest bits (mean bit ratio) at which a structure-wise insertion curve reaches ``accuracy``.
 
     The slides compare explanations *at equal accuracy* ("D_C and D_G represent 65% accuracy for
     CausalCAM and GradCAM"): on the curve of accuracy against mean bit ratio (one point per
-    threshold, :func:`structure_insertion` or :func:`structure_deletion`), walk from the fewest bits
+    threshold, :func:`structure_insertion`: the bits of the region the map keeps), walk from the fewest bits
     up and return the bit ratio where the curve first reaches ``accuracy``, interpolating linearly
     between the two points that bracket it. A point that already reaches it counts as is; a curve
     that never reaches it gives ``nan``. Lower is better: the explanation keeps what the classifier
@@ -439,10 +439,15 @@ def bit_ratio_at_accuracy(result: InterventionResult, accuracy: float) -> float:
     Taught in Part 4, section "CausalCAM against Grad-CAM and Grad-CAM++".
     """
     if not isinstance(result, InterventionResult) or "mean_bit_ratio" not in result.extra:
-        raise TypeError("result must be the InterventionResult of structure_insertion or structure_deletion.")
+        raise TypeError("result must be the InterventionResult of structure_insertion.")
+    if result.name != "structure_insertion":
+        raise ValueError(f"bit_ratio_at_accuracy reads a structure_insertion curve (the bits of the *kept* "
+                         f"region); got a {result.name!r} result, whose bits are what is left after deleting.")
     target = check_fraction(accuracy, "accuracy")
     r = result.extra["mean_bit_ratio"].detach().double().cpu()
     a = result.extra["accuracy"].detach().double().cpu()
+    if not (torch.isfinite(r).all() and torch.isfinite(a).all()):
+        raise ValueError("the curve holds NaN or infinite values; recompute it.")
     o = r.argsort(stable=True)
     r, a = r[o].tolist(), a[o].tolist()
     if a[0] >= target:

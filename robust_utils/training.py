@@ -423,16 +423,16 @@ def extend_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
     old = head.out_features
     num_classes = check_positive_int(num_classes, "num_classes", minimum=old + 1)
     g = torch.Generator().manual_seed(check_seed(seed))
-    fresh = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    fresh = nn.Linear(head.in_features, num_classes, bias=head.bias is not None, dtype=head.weight.dtype)
     bound = 1.0 / math.sqrt(head.in_features)  # nn.Linear's default (Kaiming-uniform with a = sqrt(5))
     with torch.no_grad():
-        fresh.weight.uniform_(-bound, bound, generator=g)
+        fresh.weight.copy_(torch.empty(fresh.weight.shape, dtype=torch.float64).uniform_(-bound, bound, generator=g))
         fresh.weight[:old] = head.weight.detach().cpu()
         if head.bias is not None:
-            fresh.bias.uniform_(-bound, bound, generator=g)
+            fresh.bias.copy_(torch.empty(fresh.bias.shape, dtype=torch.float64).uniform_(-bound, bound, generator=g))
             fresh.bias[:old] = head.bias.detach().cpu()
     out = copy.deepcopy(model)
-    out.head = fresh.to(device=head.weight.device, dtype=head.weight.dtype)
+    out.head = fresh.to(device=head.weight.device)
     if hasattr(out, "num_classes"):
         out.num_classes = num_classes
     return out

@@ -241,6 +241,14 @@ def test_flip_rate_table_relative_to_baseline():
     assert table.loc["steady", "brightness"] == 0.0
     assert math.isnan(table.loc["base", "contrast"])  # contrast leaves a uniform image as it is: no flips
     assert table.loc["steady", "mFR"] == 0.0 and table.loc["base", "mFR"] == pytest.approx(100.0)
+    assert table.attrs["higher_means"] == "worse"
+    # the rate is 100 FP_model / FP_baseline on the very same sequence
+    seq = B.perturbation_sequence(x, "brightness", frames=4)
+    fp_base, fp_other = B.flip_probability(_Bright(0.3), seq), B.flip_probability(_Bright(0.38), seq)
+    assert 0 < fp_other != fp_base > 0
+    two = B.flip_rate_table({"base": _Bright(0.3), "other": _Bright(0.38)}, x, baseline="base",
+                            perturbations=["brightness"], frames=4)
+    assert two.loc["other", "brightness"] == pytest.approx(100 * fp_other / fp_base)
 
 
 def test_perturbation_bad_inputs():

@@ -179,6 +179,12 @@ def test_extend_head_keeps_the_old_logits_and_adds_new_rows():
     again = extend_head(m, 10, seed=3)
     assert torch.equal(again.head.weight, wide.head.weight)  # seeded
     assert wide.conv1.weight is not m.conv1.weight  # a copy, not shared weights
+    assert not torch.equal(extend_head(m, 10, seed=4).head.weight[8:], wide.head.weight[8:])
+    m64 = models.build_model("c3lt_cnn", num_classes=8).double().eval()
+    w64 = extend_head(m64, 9).eval()
+    assert w64.head.weight.dtype == torch.float64
+    with torch.no_grad():
+        assert torch.equal(w64(x.double())[:, :8], m64(x.double()))  # exactly the old logits in float64
 
 
 def test_extend_head_bad_inputs():

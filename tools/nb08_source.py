@@ -22,11 +22,11 @@ md(r"""
 
 The MIPR 2024 tutorial {cite}`alregib2024mipr` ends with a single thread through its parts: at
 inference a trained network holds more information than its prediction, and gradients are the way
-to read it. The gradient of a loss with respect to the weights, computed for a class the network
-did not predict, measures how much the network would have to change to explain the input
-otherwise; this Fisher-information view runs through the anomaly detection of Part 1, the
-contrastive explanations of Part 2, the trust scores of Part 3 and the uncertainty in explanations
-of Part 4. Parts 5 to 7 approach the same question from training: robust training makes small
+to read it. The gradient of a loss computed for a class the network did not predict measures how
+much the network would have to change to explain the input otherwise: with respect to the
+weights it is the Fisher-information view behind the anomaly detection of Part 1 and the trust
+scores of Part 3; with respect to the activations it gives the contrastive explanations of Part 2
+and the uncertainty in explanations of Part 4. Parts 5 to 7 approach the same question from training: robust training makes small
 input changes matter less (Part 5), makes adversarial changes readable as explanations (Part 6),
 and counterfactuals make the smallest meaningful change explicit (Part 7).
 
@@ -74,7 +74,12 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
 # Where the chapters' claims are: the runner and the tests set RNI_CLAIMS_DIR; run alone, this
 # folder (a chapter run from here saves its claims here too).
 CLAIMS_DIR = Path(os.environ.get(claims.CLAIMS_DIR_ENV) or ".")
-tables = [t for t in scoreboard.collect_claims(CLAIMS_DIR) if len(t)]
+tables = [t for t in scoreboard.collect_claims(CLAIMS_DIR) if len(t) and t.chapter[:2].isdigit()]
+
+
+def part(chapter):
+    """'04_intervenability' -> 'Part 4'."""
+    return f"Part {int(chapter[:2])}"
 ''', tags=["hide-input"])
 md(r"""
 ## 1. Reproduction scoreboard
@@ -100,7 +105,7 @@ if tables:
            if profiles == ["smoke"] else ""))
     fig, ax = plt.subplots(figsize=(COL_W, 0.35 * len(counts) + 0.9), constrained_layout=True)
     left = np.zeros(len(counts))
-    labels = [f"Part {int(c.split('_', 1)[0])}" for c in counts.index]
+    labels = [part(c) for c in counts.index]
     for v, colour in VERDICT_COLOURS.items():
         ax.barh(labels, counts[v], left=left, color=colour, label=v)
         left += counts[v].to_numpy()
@@ -137,12 +142,20 @@ code(r'''
 display(Markdown(scoreboard.takeaways_markdown(CLAIMS_DIR, link_prefix="")))
 rows = scoreboard.takeaway_rows(tables)
 tested = [r for r in rows if r["claims"]]
-if tested:
+if len(tested) >= 2:
     share = {r["takeaway"]: r["counts"]["reproduced"] / len(r["claims"]) for r in tested}
-    best, worst = max(share, key=share.get), min(share, key=share.get)
-    say(f"{count(len(tested), 'takeaway')} of {len(rows)} have claims in this run. The best supported is "
-        f"*{best.lower()}* ({fmt(100 * share[best], 2)} % of its claims reproduced); the least is "
-        f"*{worst.lower()}* ({fmt(100 * share[worst], 2)} %).")
+    top, bottom = max(share.values()), min(share.values())
+    best = [t for t, v in share.items() if v == top]
+    worst = [t for t, v in share.items() if v == bottom]
+    if top == bottom:
+        say(f"{count(len(tested), 'takeaway')} of {len(rows)} have claims in this run, and each has the same share of "
+            f"reproduced claims ({fmt(100 * top, 2)} %).")
+    else:
+        say(f"{count(len(tested), 'takeaway')} of {len(rows)} have claims in this run. The best supported "
+            f"({fmt(100 * top, 2)} % of its claims reproduced): " + "; ".join(f"*{t.lower()}*" for t in best)
+            + f". The least ({fmt(100 * bottom, 2)} %): " + "; ".join(f"*{t.lower()}*" for t in worst) + ".")
+    if {t.profile for t in tables} == {"smoke"}:
+        say("Under the smoke profile these shares say nothing about the takeaways: every model trained for seconds.")
 ''', tags=["hide-input"])
 md(r"""
 ## 3. What did not reproduce, and why
@@ -162,15 +175,15 @@ across the book:
   Fashion-MNIST network's features (Part 7); the C3LT authors ship no Fashion-MNIST generator or
   encoder, so ours are trained here; some baselines (ExplainGAN) are not built.
 * **A network's geometry.** The C3LT CNN's unpadded convolutions make every library's stretched
-  CAM misplace its cells by up to five pixels (Part 4, section "Aligned CAMs"), which weighs on
-  every CAM evaluation in Parts 2 and 4.
+  CAM misplace its cells by about five pixels at the border (Part 4, section "Aligned CAMs"), which
+  weighs on every CAM evaluation in Parts 2 and 4.
 """)
 code(r'''
 lines = []
 for t in tables:
     bad = [c for c in t.claims if c.verdict == claims.NOT_REPRODUCED]
     if bad:
-        title = f"Part {int(t.chapter.split('_', 1)[0])}"
+        title = part(t.chapter)
         items = "; ".join(f"[{c.claim}]({t.chapter}.html#{c.to_dict()['anchor']})" for c in bad)
         lines.append(f"* **{title}** ({t.profile}, {count(len(bad), 'claim')} of {len(t)}): {items}.")
 display(Markdown("\n".join(lines) if lines else "No claim of this run is *not reproduced*."))
@@ -204,8 +217,8 @@ the same decomposition as Monte-Carlo dropout and ensembles in Part 3
 (`uncertainty.decompose_uncertainty`), with the views in place of the weights: the mutual
 information is zero when every view gets the same output and grows as they disagree. A view must
 preserve the label, and that is the research question the tutorial points at: what is
-label-preserving depends on the data. Fashion-MNIST's garments are centred and its shoes all point
-left, so small shifts should be safe and a mirror image may not be.
+label-preserving depends on the data. Fashion-MNIST's garments are centred and its shoes mostly
+point left, so small shifts should be safe and a mirror image may not be.
 
 We take the C3LT CNN of Part 1 (cached, trained without augmentation) and four view sets
 (`tta.standard_views`): the identity alone (an ordinary prediction), the identity and four 1-pixel
@@ -255,8 +268,11 @@ ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False
 plt.show()
 gain = (acc.drop(columns="none").sub(acc["none"], axis=0))
 best_vs = gain.mean().idxmax()
-say(f"Averaged over the five conditions, the best view set is *{best_vs}* ({fmt(100 * gain[best_vs].mean(), 2)} "
-    f"percentage points against no TTA). Shifts change clean accuracy by {fmt(100 * gain.loc['clean', 'shifts'], 2)} points "
+say((f"Averaged over the {len(CONDITIONS)} conditions, the view set that helps most is *{best_vs}* "
+     f"({fmt(100 * gain[best_vs].mean(), 2)} percentage points against no TTA)" if gain[best_vs].mean() > 0 else
+     f"Averaged over the {len(CONDITIONS)} conditions, no view set helps: the least harmful is *{best_vs}* "
+     f"({fmt(100 * gain[best_vs].mean(), 2)} percentage points against no TTA)")
+    + f". Shifts change clean accuracy by {fmt(100 * gain.loc['clean', 'shifts'], 2)} points "
     f"and accuracy on shifted images by {fmt(100 * gain.loc['shifted ≤ 2 px', 'shifts'], 2)}; adding the mirror image changes "
     f"clean accuracy by {fmt(100 * gain.loc['clean', 'mirror'], 2)} points on its own"
     + (", so on this data set the mirror is not a safe augmentation." if gain.loc['clean', 'mirror'] < 0 else "."))
@@ -272,16 +288,17 @@ show_table(per_view.round(1), caption="Each view on its own (clean test images)"
 SHOES = [5, 7, 9]  # sandal, sneaker, ankle boot
 shoe = torch.isin(y_te, torch.tensor(SHOES, device=y_te.device))
 acc_shoe = {v: 100 * float((probs["clean"][index[v]][shoe].argmax(1) == y_te[shoe]).float().mean()) for v in ("identity", "mirror")}
-say(f"On the {int(shoe.sum())} shoes among them (sandals, sneakers, ankle boots, which all point left in Fashion-MNIST), "
+say(f"On the {int(shoe.sum())} shoes among them (sandals, sneakers, ankle boots, which mostly point left in Fashion-MNIST), "
     f"the mirror view's accuracy is {fmt(acc_shoe['mirror'], 3)} % against {fmt(acc_shoe['identity'], 3)} % for the image "
     "itself.")
 ''', tags=["hide-input"])
 md(r"""
 Does the pooled uncertainty know when the prediction is wrong? For each condition we score every
-image by the predictive entropy without TTA, the predictive entropy with the shifts, and the
-shifts' disagreement alone, and measure how well each separates the misclassified images from the
+image by the predictive entropy without TTA (against the plain prediction's errors), and by the
+predictive entropy with the shifts and the shifts' disagreement alone (both against the pooled
+prediction's errors), and measure how well each separates the misclassified images from the
 correct ones (AUROC; 0.5 is chance, higher is better, all three scores point towards "more
-uncertain").
+uncertain"). The two TTA scores face the same errors, so they compare directly.
 """)
 code(r'''
 det = {}
@@ -297,9 +314,9 @@ show_table(det.round(3), caption="AUROC of each uncertainty score for detecting 
 d = det.mean()
 say(f"Averaged over the conditions, the AUROC of the entropy is {fmt(d['entropy, no TTA'])} without TTA and "
     f"{fmt(d['entropy, shifts'])} with the shifts; the disagreement alone reaches {fmt(d['disagreement, shifts'])}, "
-    + compare(d["disagreement, shifts"], d["entropy, no TTA"], "better than", "worse than", "as good as")
-    + " the plain entropy. The views' disagreement is a second opinion on the same network, not a new model: it "
-    "cannot see an error that every view makes.")
+    + compare(d["disagreement, shifts"], d["entropy, shifts"], "better than", "worse than", "as good as", tol=0.005)
+    + " the pooled entropy it is part of. The views' disagreement is a second opinion on the same network, not a new "
+    "model: it cannot see an error that every view makes.")
 ''', tags=["hide-input"])
 md(r"""
 ### 4.2. The other directions, and where this book touches them
@@ -320,12 +337,26 @@ md(r"""
 
 The `full` profile is meant for one GPU: paper-scale epochs, with every chapter's models
 pre-built by `make gpu-run`, which also writes the seconds per model and per notebook to
-`runs/full_gpu.json`. **As of this edition, no chapter has been run under the `full` profile on a
-GPU**: every number the book's text and README report was measured on 2-core CPUs under the
-`smoke` and `laptop` profiles, and the eight-minute target of the full profile is a goal, not a
-measurement. The line below says where this page itself was executed.
+`runs/full_gpu.json`. While this book was written no GPU was available: the times and numbers in
+its README were measured on 2-core CPUs under the `smoke` and `laptop` profiles, and the
+eight-minute target of the full profile is a goal until a run records it. The lines below are
+generated: what the record of a full GPU run in this checkout says, if there is one, and where
+this page itself was executed.
 """)
 code(r'''
+import json as _json
+
+gpu_record = Path("..") / "runs" / "full_gpu.json"  # written by make gpu-run (the runner's summary)
+if gpu_record.exists():
+    rec = _json.loads(gpu_record.read_text(encoding="utf-8"))
+    runs = [r for r in rec.get("notebooks", []) if isinstance(r, dict)]
+    done = [f"{r['notebook']} ({fmt(r['seconds'])} s)" for r in runs if r.get("status") == "ok"]
+    say(f"`runs/full_gpu.json` records a run under the **{rec.get('profile')}** profile on **{rec.get('device')}** "
+        f"({rec.get('finished', 'unfinished')}): {len(done)} of {count(len(runs), 'notebook')} finished"
+        + (f": {', '.join(done)}." if done else "."))
+else:
+    say("This checkout holds no record of a full-profile GPU run (`runs/full_gpu.json`): no chapter's full-profile "
+        "numbers have been measured here.")
 say(f"This page was executed under the **{profile.name}** profile on **{device}** "
     f"(torch {torch.__version__}{', ' + torch.cuda.get_device_name(0) if str(device).startswith('cuda') else ''}).")
 ''', tags=["hide-input"])
@@ -335,7 +366,8 @@ for c, p in probs.items():
     assert p.shape == (len(all_views), N_TTA, 10), (c, p.shape)
     assert torch.allclose(p.sum(-1), torch.ones_like(p.sum(-1)), atol=1e-4)
 plain = training.predict_logits(clf, x_te).argmax(1)
-assert float((plain == y_te).float().mean()) == acc.loc["clean", "none"]  # TTA with the identity alone = no TTA
+# TTA with the identity alone is no TTA (up to an image or two that batch sizes may tip)
+assert abs(float((plain == y_te).float().mean()) - acc.loc["clean", "none"]) <= 2 / N_TTA
 assert ((acc >= 0) & (acc <= 1)).all().all()
 assert all(float(pooled(c, "shifts")["epistemic"].min()) >= 0 for c in CONDITIONS)
 assert not torch.equal(CONDITIONS["shifted ≤ 2 px"], x_te)
