@@ -66,14 +66,19 @@ def _chapter_title(folder: Path, chapter: str) -> str:
     return chapter
 
 
-def scoreboard_markdown(folder, link_prefix: str = "notebooks/") -> str:
+def scoreboard_markdown(folder, link_prefix: str = "notebooks/", collapse_details: bool = False) -> str:
     """The scoreboard as MyST Markdown (an HTML table inside), from the claims in ``folder``.
 
     ``link_prefix`` is the path from the page that shows the scoreboard to the chapters'
     pages (the Conclusions page sits beside the ``notebooks/`` folder of the book).
 
+    ``collapse_details=True`` folds the table of every claim into a ``<details>`` element that
+    the reader opens with a click (the per-chapter counts stay visible).
+
     Taught in the Conclusions, section "Reproduction scoreboard".
     """
+    from ._checks import check_bool
+    check_bool(collapse_details, "collapse_details")
     folder = Path(folder)
     tables = [t for t in collect_claims(folder) if len(t)]
     if not tables:
@@ -114,6 +119,10 @@ def scoreboard_markdown(folder, link_prefix: str = "notebooks/") -> str:
     detail = ("<table class='rni-claims'><thead><tr><th style='width:38%'>Claim and section</th>"
               "<th style='width:22%'>Source</th><th style='width:40%'>Verdict</th></tr></thead>"
               f"<tbody>{''.join(claim_rows)}</tbody></table>")
+    if collapse_details:
+        n = sum(len(t) for t in tables)
+        detail = (f"<details><summary><b>Every claim, with its source, verdict, rule and protocol ({n} "
+                  f"row{'s' if n != 1 else ''}; click to open)</b></summary>{detail}</details>")
     return "\n\n".join(["\n".join(lines), summary, detail]) + "\n"
 
 

@@ -181,6 +181,9 @@ def test_scoreboard_empty_and_filled(tmp_path):
     assert "href='notebooks/01_inference.html#gradients-at-inference'" in text
     assert "Part 1 — Inference" in text and "not reproduced" in text and "0.401" in text
     assert "<td>1</td>" in text  # one 'not reproduced' row counted
+    folded = scoreboard_markdown(tmp_path, collapse_details=True)
+    assert "<details><summary><b>Every claim" in folded and "(1 row; click to open)" in folded
+    assert folded.count("Gradients detect novel data") == 1 and "<details>" not in text
 
 
 # ---------------------------------------------------------------------------- narrate

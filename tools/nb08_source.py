@@ -118,7 +118,7 @@ else:
         "chapters first (`make book` runs them all, this page last).")
 ''', tags=["hide-input"])
 code(r'''
-display(Markdown(scoreboard.scoreboard_markdown(CLAIMS_DIR, link_prefix="")))
+display(Markdown(scoreboard.scoreboard_markdown(CLAIMS_DIR, link_prefix="", collapse_details=True)))
 ''', tags=["hide-input"])
 md(r"""
 ## 2. Key takeaways: the role of gradients
@@ -152,8 +152,8 @@ if len(tested) >= 2:
             f"reproduced claims ({fmt(100 * top, 2)} %).")
     else:
         say(f"{count(len(tested), 'takeaway')} of {len(rows)} have claims in this run. The best supported "
-            f"({fmt(100 * top, 2)} % of its claims reproduced): " + "; ".join(f"*{t.lower()}*" for t in best)
-            + f". The least ({fmt(100 * bottom, 2)} %): " + "; ".join(f"*{t.lower()}*" for t in worst) + ".")
+            f"({fmt(100 * top, 2)} % of its claims reproduced): " + "; ".join(f"*{t}*" for t in best)
+            + f". The least ({fmt(100 * bottom, 2)} %): " + "; ".join(f"*{t}*" for t in worst) + ".")
     if {t.profile for t in tables} == {"smoke"}:
         say("Under the smoke profile these shares say nothing about the takeaways: every model trained for seconds.")
 ''', tags=["hide-input"])
@@ -184,7 +184,8 @@ for t in tables:
     bad = [c for c in t.claims if c.verdict == claims.NOT_REPRODUCED]
     if bad:
         title = part(t.chapter)
-        items = "; ".join(f"[{c.claim}]({t.chapter}.html#{c.to_dict()['anchor']})" for c in bad)
+        esc = lambda text: text.replace("[", "\\[").replace("]", "\\]")  # noqa: E731  (brackets inside link text)
+        items = "; ".join(f"[{esc(c.claim)}]({t.chapter}.html#{c.to_dict()['anchor']})" for c in bad)
         lines.append(f"* **{title}** ({t.profile}, {count(len(bad), 'claim')} of {len(t)}): {items}.")
 display(Markdown("\n".join(lines) if lines else "No claim of this run is *not reproduced*."))
 ''', tags=["hide-input"])
@@ -252,15 +253,16 @@ def pooled(c, vs):
 
 acc = pd.DataFrame({vs: {c: float((pooled(c, vs)["prediction"] == y_te).float().mean()) for c in CONDITIONS}
                     for vs in VIEW_SETS})
-show_table((100 * acc).round(1), caption=f"Accuracy (%) of the C3LT CNN on {N_TTA} test images, without TTA "
+show_table((100 * acc).round(1), digits=1, caption=f"Accuracy (%) of the C3LT CNN on {N_TTA} test images, without TTA "
            "(none) and with each view set; rows: clean and novel data (level 3 of 5)")
 ''', tags=["hide-input"])
 code(r'''
 fig, ax = plt.subplots(figsize=(COL_W, 2.8), constrained_layout=True)
-w = 0.8 / len(VIEW_SETS)
+with_tta = [vs for vs in VIEW_SETS if vs != "none"]
+w = 0.8 / len(with_tta)
 xs = np.arange(len(CONDITIONS))
-for k, vs in enumerate(VIEW_SETS):
-    ax.bar(xs + (k - (len(VIEW_SETS) - 1) / 2) * w, 100 * (acc[vs] - acc["none"]), w, label=vs)
+for k, vs in enumerate(with_tta):
+    ax.bar(xs + (k - (len(with_tta) - 1) / 2) * w, 100 * (acc[vs] - acc["none"]), w, label=vs, color=f"C{k + 1}")
 ax.axhline(0, color="k", lw=0.8)
 ax.set_xticks(xs, list(CONDITIONS))
 ax.set(ylabel="accuracy change vs no TTA\n(percentage points)", title="What each view set does to accuracy")
@@ -284,7 +286,7 @@ directly: a view that costs accuracy on its own adds wrong votes to the pool.
 code(r'''
 per_view = pd.DataFrame({"accuracy alone, clean (%)": {v.name: 100 * float((probs["clean"][index[v.name]].argmax(1) == y_te)
                                                                           .float().mean()) for v in all_views}})
-show_table(per_view.round(1), caption="Each view on its own (clean test images)")
+show_table(per_view.round(1), digits=1, caption="Each view on its own (clean test images)")
 SHOES = [5, 7, 9]  # sandal, sneaker, ankle boot
 shoe = torch.isin(y_te, torch.tensor(SHOES, device=y_te.device))
 acc_shoe = {v: 100 * float((probs["clean"][index[v]][shoe].argmax(1) == y_te[shoe]).float().mean()) for v in ("identity", "mirror")}
