@@ -350,6 +350,18 @@ def mce_table(errors: Mapping[str, Mapping[str, Mapping[int, float]]], clean_err
     return df
 
 
+def _check_models_and_baseline(models, baseline) -> None:
+    """A non-empty ``{name: nn.Module}`` and the name of one of them."""
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError("models must be a non-empty dict {name: model}.")
+    for name, m in models.items():
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}.")
+    if not isinstance(baseline, str):
+        raise TypeError(f"baseline must be a model name, one of: {', '.join(map(str, models))}.")
+    check_choice(baseline, "baseline model", models)
+
+
 def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, baseline: str,
                     corruptions: Sequence[str] | None = None, levels: Sequence[int] = LEVELS,
                     seed: int = 0, batch_size: int = 1024, progress: bool = False):
@@ -378,14 +390,7 @@ def benchmark_table(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
 
     Taught in Part 4, section "Through the benchmarking glass: verify".
     """
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError("models must be a non-empty dict {name: model}.")
-    for name, m in models.items():
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}.")
-    if not isinstance(baseline, str):
-        raise TypeError(f"baseline must be a model name, one of: {', '.join(map(str, models))}.")
-    check_choice(baseline, "baseline model", models)
+    _check_models_and_baseline(models, baseline)
     check_images(x, "x")
     y = check_labels(y, n=x.shape[0], name="y")
     names = _check_corruptions(corruptions)
@@ -483,14 +488,7 @@ def flip_rate_table(models: Mapping[str, nn.Module], x: torch.Tensor, *, baselin
     """
     import pandas as pd
 
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError("models must be a non-empty dict {name: model}.")
-    for name, m in models.items():
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}.")
-    if not isinstance(baseline, str):
-        raise TypeError(f"baseline must be a model name, one of: {', '.join(map(str, models))}.")
-    check_choice(baseline, "baseline model", models)
+    _check_models_and_baseline(models, baseline)
     check_images(x, "x")
     names = perturbation_names() if perturbations is None else (
         [perturbations] if isinstance(perturbations, str) else list(perturbations))

@@ -1,18 +1,5 @@
 """Writes notebooks/07_counterfactuals.ipynb (then run tools/sync_notebooks.py on it)."""
-import nbformat
-
-cells = []
-
-
-def md(s):
-    cells.append(nbformat.v4.new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None):
-    c = nbformat.v4.new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
+from nbgen import cells, code, md, write
 
 
 md("""**[Open this chapter in Colab](x)**""")
@@ -914,7 +901,4 @@ ex4 = pd.DataFrame({"random distractor": {"validity": cf_metrics.validity(f, cf_
 show_table(ex4.round(3), caption=f"CVE on {name(p[0])} → {name(p[1])}, all queries of the pair")
 ''', tags=["hide-input"])
 
-nb = nbformat.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nbformat.write(nb, "notebooks/07_counterfactuals.ipynb")
+write("notebooks/07_counterfactuals.ipynb")

@@ -1,18 +1,5 @@
 """Writes notebooks/08_conclusions.ipynb (then run tools/sync_notebooks.py on it)."""
-import nbformat
-
-cells = []
-
-
-def md(s):
-    cells.append(nbformat.v4.new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None):
-    c = nbformat.v4.new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
+from nbgen import cells, code, md, write
 
 
 md("""**[Open this chapter in Colab](x)**""")
@@ -437,7 +424,4 @@ say(f"The disagreement separates digits from garments with AUROC {fmt(ex2['disag
     + f" the plain entropy ({fmt(ex2['entropy without TTA'])}).")
 ''', tags=["hide-input"])
 
-nb = nbformat.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nbformat.write(nb, "notebooks/08_conclusions.ipynb")
+write("notebooks/08_conclusions.ipynb")
