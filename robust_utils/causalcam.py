@@ -15,9 +15,10 @@ union = max, complement = ``1 - m``, intersection = min):
 min-max normalised per image: the Grad-CAM evidence for P, minus every region that some contrast
 class would point to. The contrast maps of one image are scaled *together* (by the largest of
 them), so that they keep their relative strengths; scaling each to ``[0, 1]`` on its own would
-make the weakest contrast as strong as the strongest. That scaling is also our choice. Where the
-contrasts cover all of Grad-CAM's evidence the causal map is flat (all zeros): :func:`causal_cam`
-returns such maps as they are, and an evaluation should count them and set them apart.
+make the weakest contrast as strong as the strongest. That scaling is also our choice. Where
+Grad-CAM's own map is empty (at a layer whose weighted sum is negative everywhere), or the contrasts
+cover all of its evidence, the causal map is flat (all zeros): :func:`causal_cam` returns such maps
+as they are, and an evaluation should count them and set them apart.
 :func:`causal_from_maps` is the formula on given maps; :func:`causal_cam` computes the maps with
 :mod:`robust_utils.explanations` first.
 
