@@ -66,6 +66,11 @@ def _chapter_title(folder: Path, chapter: str) -> str:
     return chapter
 
 
+def _href(link_prefix: str, chapter: str, anchor: str) -> str:
+    """The link from the showing page to a chapter's section (to the chapter when no anchor)."""
+    return f"{link_prefix}{chapter}.html" + (f"#{anchor}" if anchor else "")
+
+
 def scoreboard_markdown(folder, link_prefix: str = "notebooks/", collapse_details: bool = False) -> str:
     """The scoreboard as MyST Markdown (an HTML table inside), from the claims in ``folder``.
 
@@ -109,7 +114,7 @@ def scoreboard_markdown(folder, link_prefix: str = "notebooks/", collapse_detail
     for t in tables:
         for c in t.claims:
             anchor = c.to_dict()["anchor"]
-            href = f"{link_prefix}{t.chapter}.html" + (f"#{anchor}" if anchor else "")
+            href = _href(link_prefix, t.chapter, anchor)
             where = esc(c.section or _chapter_title(folder, t.chapter))
             claim_rows.append(
                 f"<tr><td>{esc(c.claim)}<br><a href='{href}'>{where}</a></td>"
@@ -258,7 +263,7 @@ def takeaways_markdown(folder, link_prefix: str = "", takeaways=TAKEAWAYS) -> st
     for r in rows:
         items = []
         for c in r["claims"]:
-            href = f"{link_prefix}{c['chapter']}.html" + (f"#{c['anchor']}" if c["anchor"] else "")
+            href = _href(link_prefix, c["chapter"], c["anchor"])
             items.append(f"<li>{_verdict_html(c['verdict'])}: <a href='{href}'>{esc(c['claim'])}</a></li>")
         if not items:
             items = ["<li>no claim of these sections was recorded in this build</li>"]
