@@ -202,7 +202,10 @@ def train_dcgan(generator: DCGANGenerator, discriminator: DCGANDiscriminator, x:
     try:
         for _ in range(epochs):
             t0 = time.perf_counter()
-            sums = {k: 0.0 for k in ("d_loss", "g_loss", "d_real", "d_fake")}
+            # running sums stay on the device: a float() per batch would make the CPU wait for the
+            # GPU at every step; they are read once per epoch
+            sums = {k: torch.zeros((), dtype=torch.float64, device=dev)
+                    for k in ("d_loss", "g_loss", "d_real", "d_fake")}
             n = 0
             for xb in iterate_minibatches(x, None, batch_size, shuffle=True, generator=order,
                                           drop_last=x.shape[0] % batch_size == 1):
@@ -220,14 +223,14 @@ def train_dcgan(generator: DCGANGenerator, discriminator: DCGANDiscriminator, x:
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()
-                sums["d_loss"] += float(d_loss.detach()) * b
-                sums["g_loss"] += float(g_loss.detach()) * b
-                sums["d_real"] += float(torch.sigmoid(real_logit.detach()).sum())
-                sums["d_fake"] += float(torch.sigmoid(fake_logit.detach()).sum())
+                sums["d_loss"] += d_loss.detach() * b
+                sums["g_loss"] += g_loss.detach() * b
+                sums["d_real"] += torch.sigmoid(real_logit.detach()).sum()
+                sums["d_fake"] += torch.sigmoid(fake_logit.detach()).sum()
                 n += b
                 bar.update(1)
             for k, v in sums.items():
-                hist[k].append(v / n)
+                hist[k].append(float(v) / n)
             hist["time"].append(time.perf_counter() - t0)
     finally:
         bar.close()
@@ -279,14 +282,14 @@ def train_autoencoder(ae: nn.Module, x: torch.Tensor, *, epochs: int, batch_size
     order = torch.Generator().manual_seed(seed)
     hist = []
     for _ in range(epochs):
-        tot, n = 0.0, 0
+        tot, n = torch.zeros((), dtype=torch.float64, device=x.device), 0  # read once per epoch
         for xb in iterate_minibatches(x, None, batch_size, shuffle=True, generator=order):
             loss = F.mse_loss(ae(xb), xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss.detach()) * xb.shape[0]
+            tot += loss.detach() * xb.shape[0]
             n += xb.shape[0]
-        hist.append(tot / n)
+        hist.append(float(tot) / n)
     ae.eval()
     return hist

@@ -90,9 +90,10 @@ def test_loss_weights_drop_terms_and_reject_bad_values():
     full = c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6)
     w = {**c3lt.LOSS_WEIGHTS, "cyc": 0.0, "adv": 0.0}
     part = c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights=w)
-    assert float(part["total"].detach()) == pytest.approx(part["cls"] + 0.1 * part["prx"], rel=1e-5)
-    assert float(full["total"].detach()) == pytest.approx(full["cls"] + 0.1 * full["prx"] + 0.1 * full["cyc"]
-                                                 + 0.001 * full["adv"], rel=1e-5)
+    assert not any(part[k].requires_grad for k in ("cls", "prx", "cyc", "adv"))  # detached, for the record
+    assert float(part["total"].detach()) == pytest.approx(float(part["cls"] + 0.1 * part["prx"]), rel=1e-5)
+    assert float(full["total"].detach()) == pytest.approx(float(full["cls"] + 0.1 * full["prx"] + 0.1 * full["cyc"]
+                                                                + 0.001 * full["adv"]), rel=1e-5)
     with pytest.raises(ValueError, match="weights must be a dict"):
         c3lt.c3lt_losses(f, G, D, g, h, z, query=4, target=6, weights={"cyc": 0.0})
     with pytest.raises(ValueError):
