@@ -325,7 +325,9 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
         for j, (label, r) in enumerate(wanted.values(), 1):
             if echo:
                 print(f"[model {j}/{len(wanted)}] {label} ...", end="", flush=True)
-            row, = cache.build({label: r}, device=device_name, progress=progress_bar)
+            # RNI_PROGRESS=text (a log, e.g. tools/device/run.sh) keeps the training bars, rarely updated
+            row, = cache.build({label: r}, device=device_name,
+                               progress=progress_bar or os.environ.get("RNI_PROGRESS", "").strip() == "text")
             row.pop("recipe", None)
             models.append(row)
             prebuild_seconds = round(time.perf_counter() - t_pre, 2)
