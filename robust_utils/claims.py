@@ -221,7 +221,8 @@ def ranking(expected: Sequence[str], higher_is_better: bool = True) -> Rule:
         raise ValueError(f"expected names repeat: {names}.")
     check_bool(higher_is_better, "higher_is_better")
     return Rule("ranking", {"expected": names, "higher_is_better": higher_is_better},
-                f"reproduced if ours ranks {' > '.join(names)} "
+                # the sign between the names is the one between their scores: > when higher is better
+                f"reproduced if ours orders them {(' > ' if higher_is_better else ' < ').join(names)} "
                 f"({'higher' if higher_is_better else 'lower'} is better), partly if {names[0]} "
                 "is first")
 
@@ -350,7 +351,7 @@ def _ranking(p, ours, source_value):
     if any(math.isnan(v) for v in scores.values()):
         return NOT_COMPARABLE, "a score is NaN"
     order = sorted(scores, key=lambda n: -scores[n] if p["higher_is_better"] else scores[n])
-    shown = " > ".join(f"{n} ({fmt(scores[n])})" for n in order)
+    shown = (" > " if p["higher_is_better"] else " < ").join(f"{n} ({fmt(scores[n])})" for n in order)
     if order == p["expected"]:
         return REPRODUCED, f"ours: {shown}"
     if order[0] == p["expected"][0]:

@@ -68,7 +68,12 @@ def test_same_sign_direction_ranking_not_comparable():
     assert rank.decide({"A": 3, "B": 2, "C": 1})[0] == "reproduced"
     assert rank.decide({"A": 3, "B": 1, "C": 2})[0] == "partly"
     assert rank.decide({"A": 1, "B": 2, "C": 3})[0] == "not reproduced"
-    assert C.ranking(["A", "B"], higher_is_better=False).decide({"A": 0.1, "B": 0.2})[0] == "reproduced"
+    low = C.ranking(["A", "B"], higher_is_better=False)
+    assert low.decide({"A": 0.1, "B": 0.2})[0] == "reproduced"
+    # the sign between names is the one between their scores
+    assert "A < B" in low.description and "A > B > C" in rank.description
+    assert low.decide({"A": 0.3, "B": 0.2})[1] == "ours: B (0.2) < A (0.3)"
+    assert rank.decide({"A": 3, "B": 2, "C": 1})[1] == "ours: A (3) > B (2) > C (1)"
     with pytest.raises(ValueError, match="lacks scores"):
         rank.decide({"A": 1})
     assert C.not_comparable("the paper reports top-5 error").decide(None) == (
