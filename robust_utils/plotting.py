@@ -212,11 +212,12 @@ def overlaid_histograms(values: Mapping[str, Sequence[float]], *, bins: int = 40
 
 def descent_plot(f: Callable[[torch.Tensor], torch.Tensor], paths: Mapping[str, torch.Tensor], *,
                  xlim=(-2.0, 2.0), ylim=(-1.0, 3.0), levels: int = 30, title: str | None = None,
-                 arrows_at=None, figsize=(6, 5)):
+                 arrows_at=None, minimum=None, figsize=(6, 5)):
     """Contours of a 2-D function with gradient-descent paths and (optionally) -grad arrows.
 
     ``f`` takes points ``p`` with ``p[..., 0]`` and ``p[..., 1]`` as coordinates, so it evaluates a
-    whole grid in one call.
+    whole grid in one call. ``minimum`` (a point), if given, is marked with a black star. The axes
+    are the two parameters, labelled theta_1 and theta_2.
 
     Taught in Part 1, section "Gradients are local information, and the negative gradient is a
     descent direction".
@@ -241,8 +242,12 @@ def descent_plot(f: Callable[[torch.Tensor], torch.Tensor], paths: Mapping[str, 
             d = -g / (g.norm() + 1e-12) * 0.35
             ax.annotate("", xy=(pt[0] + float(d[0]), pt[1] + float(d[1])), xytext=pt,
                         arrowprops=dict(arrowstyle="->", color="crimson", lw=1.5))
+    if minimum is not None:
+        mx, my = (float(v) for v in minimum)
+        ax.plot([mx], [my], marker="*", color="black", ms=12, ls="none", label="minimum")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
+    ax.set(xlabel=r"$\theta_1$", ylabel=r"$\theta_2$")
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)

@@ -95,6 +95,13 @@ def test_figures_build_and_validate():
 def test_descent_plot_requires_broadcasting_function():
     f = lambda p: p[..., 0] ** 2 + p[..., 1] ** 2 + 0.1
     fig = plotting.descent_plot(f, {"path": torch.zeros(3, 2, dtype=torch.float64)}, arrows_at=[(1.0, 1.0)])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == r"$\theta_1$" and ax.get_ylabel() == r"$\theta_2$"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["path"]
+    plt.close(fig)
+    fig = plotting.descent_plot(f, {"path": torch.zeros(3, 2, dtype=torch.float64)}, minimum=(0, 0))
+    star, = [ln for ln in fig.axes[0].lines if ln.get_label() == "minimum"]
+    assert list(star.get_xdata()) == [0.0] and list(star.get_ydata()) == [0.0] and star.get_marker() == "*"
     plt.close(fig)
     with pytest.raises(ValueError, match="broadcast"):
         plotting.descent_plot(lambda p: torch.tensor(1.0), {})
