@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_number, check_positive_int
 
 __all__ = [
     "show_images",
@@ -222,6 +222,10 @@ def descent_plot(f: Callable[[torch.Tensor], torch.Tensor], paths: Mapping[str, 
     Taught in Part 1, section "Gradients are local information, and the negative gradient is a
     descent direction".
     """
+    if minimum is not None:  # checked before any figure is made
+        if isinstance(minimum, (str, bytes)) or not isinstance(minimum, Sequence) or len(minimum) != 2:
+            raise ValueError(f"minimum must be a point (x, y), e.g. (1, 1); got {minimum!r}.")
+        mx, my = (check_number(v, "a coordinate of minimum", minimum=None) for v in minimum)
     xs = torch.linspace(*xlim, 200, dtype=torch.float64)
     ys = torch.linspace(*ylim, 200, dtype=torch.float64)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")
@@ -243,7 +247,6 @@ def descent_plot(f: Callable[[torch.Tensor], torch.Tensor], paths: Mapping[str, 
             ax.annotate("", xy=(pt[0] + float(d[0]), pt[1] + float(d[1])), xytext=pt,
                         arrowprops=dict(arrowstyle="->", color="crimson", lw=1.5))
     if minimum is not None:
-        mx, my = (float(v) for v in minimum)
         ax.plot([mx], [my], marker="*", color="black", ms=12, ls="none", label="minimum")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)

@@ -105,6 +105,10 @@ def test_descent_plot_requires_broadcasting_function():
     plt.close(fig)
     with pytest.raises(ValueError, match="broadcast"):
         plotting.descent_plot(lambda p: torch.tensor(1.0), {})
+    with pytest.raises(ValueError, match=r"minimum must be a point \(x, y\)"):
+        plotting.descent_plot(f, {}, minimum=(1.0, 2.0, 3.0))
+    with pytest.raises(TypeError, match="coordinate of minimum must be a number"):
+        plotting.descent_plot(f, {}, minimum=("a", 1.0))
 
 
 def test_extract_features_restores_every_submodule_mode_and_checks_dtype():
