@@ -1,4 +1,4 @@
-"""The kit for a lent GPU machine (tools/device): pins, the epoch-time script, the stage runner's guards."""
+"""The kit for a lent GPU machine (tools/device): pins, its epoch benchmark, the stage runner's guards."""
 from __future__ import annotations
 
 import json
@@ -38,9 +38,9 @@ def test_wheel_pins_are_the_tested_versions():
             assert lock.get(name) == version, f"{name}: wheels.txt {version}, lock.txt {lock.get(name)}"
 
 
-def test_epoch_times_runs_and_reports_every_row(tmp_path):
+def test_bench_epochs_runs_and_reports_every_row(tmp_path):
     out = tmp_path / "epochs.json"
-    subprocess.run([sys.executable, str(DEVICE / "epoch_times.py"), "--device", "cpu", "--n", "64", "--repeats", "1",
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_epochs.py"), "--device", "cpu", "--n", "64", "--repeats", "1",
                     "--json", str(out)], check=True, cwd=ROOT, capture_output=True, timeout=900)
     rec = json.loads(out.read_text())
     assert rec["n_train"] == 64 and rec["device"] == "cpu"

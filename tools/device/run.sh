@@ -6,7 +6,7 @@
 # Stages, run in the order given (default: check smoke epochs part7):
 #   check    versions, CUDA, every import the notebooks need, the CUDA unit tests (seconds)
 #   smoke    every notebook under the smoke profile on CUDA (catches device bugs; minutes)
-#   epochs   seconds per training epoch against the brief's H100 targets (tools/device/epoch_times.py)
+#   epochs   seconds per training epoch against the brief's H100 targets (benchmarks/bench_epochs.py)
 #   part7    Part 7 under the full profile: its models pre-built (each timed), then the notebook
 #   full:NB  any chapter NB (e.g. full:03_uncertainty) likewise
 #   bench    benchmarks/bench_c3lt.py with the full profile's models on CUDA
@@ -86,7 +86,7 @@ for st in "${stages[@]}"; do
                 --output-dir "$RES/smoke" --summary "$RES/smoke_cuda.json"
             ;;
         epochs)
-            run_stage epochs python3 tools/device/epoch_times.py --device "$DEV" --json "$RES/epochs.json"
+            run_stage epochs python3 benchmarks/bench_epochs.py --device "$DEV" --json "$RES/epochs.json"
             ;;
         part7|full:*)
             nb=${st#full:}; [ "$st" = part7 ] && nb=07_counterfactuals
