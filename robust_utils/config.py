@@ -210,6 +210,11 @@ def writable_dir(path) -> Path:
     return path
 
 
+def progress_mode() -> str:
+    """``RNI_PROGRESS`` as set (``"off"``, ``"text"``, or ``""`` for the default bars)."""
+    return os.environ.get(PROGRESS_ENV, "").strip()
+
+
 def progress_bar(*args, **kwargs):
     """A tqdm progress bar suited to where the code runs.
 
@@ -220,7 +225,7 @@ def progress_bar(*args, **kwargs):
 
     Taught in Part 3, section "Monte-Carlo dropout and deep ensembles".
     """
-    mode = os.environ.get(PROGRESS_ENV, "").strip()
+    mode = progress_mode()
     if mode == "off":
         from tqdm.std import tqdm as text_tqdm
         kwargs["disable"] = True

@@ -317,6 +317,7 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
 
     if prebuild:
         from robust_utils import cache, recipes as _recipes
+        from robust_utils.config import progress_mode
         wanted = {}
         for set_name in chapter_recipe_sets(selected):
             for label, r in _recipes.recipe_set(set_name, profile_name).items():
@@ -327,7 +328,7 @@ def run_notebooks(names: Sequence[str] | None = None, profile: str = "auto", dev
                 print(f"[model {j}/{len(wanted)}] {label} ...", end="", flush=True)
             # RNI_PROGRESS=text (a log, e.g. tools/device/run.sh) keeps the training bars, rarely updated
             row, = cache.build({label: r}, device=device_name,
-                               progress=progress_bar or os.environ.get("RNI_PROGRESS", "").strip() == "text")
+                               progress=progress_bar or progress_mode() == "text")
             row.pop("recipe", None)
             models.append(row)
             prebuild_seconds = round(time.perf_counter() - t_pre, 2)
